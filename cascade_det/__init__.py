@@ -1,0 +1,15 @@
+"""cascade_det: Cascade R-CNN (Cai & Vasconcelos, arXiv 1906.09756) as a Detectron2 extension.
+
+Importing the package makes Detectron2 0.6 work on this stack (`cascade_det.compat`), registers the cascade ROI
+heads (`MODEL.ROI_HEADS.NAME: CascadeRCNNROIHeads`), the box predictors and the embedded dataset.
+"""
+from . import compat
+
+compat.apply()
+
+from . import data, modeling  # noqa: E402  (registration runs on import, after the compat fixes)
+from .config import add_cascade_config  # noqa: E402
+from .modeling import CascadeOutputLayers, CascadeRCNNROIHeads  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["CascadeOutputLayers", "CascadeRCNNROIHeads", "add_cascade_config", "compat", "data", "modeling"]

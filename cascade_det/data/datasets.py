@@ -1,0 +1,98 @@
+"""Dataset registration: the embedded shapes dataset, and a clear error for dataset files that are missing.
+
+The embedded splits are registered under the same COCO-json path COCO itself uses (`load_coco_json` with the
+metadata `register_coco_instances` sets), and generated on first use into `$CASCADE_DET_DATASETS`
+(default `~/.cache/cascade_det/datasets`).
+"""
+import os
+from typing import Iterable
+
+from iopath.common.file_io import file_lock
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import load_coco_json
+
+from .shapes import SHAPE_CLASSES, write_shapes_split
+
+__all__ = ["EMBEDDED_DATASETS", "check_dataset_files", "embedded_root", "ensure_embedded_split", "register_embedded_datasets"]
+
+DATASETS_ENV = "CASCADE_DET_DATASETS"
+# Bump the folder version when the generator changes, so stale caches are not reused.
+_VERSION = "shapes_v1"
+# name -> (split, number of images, seed)
+EMBEDDED_DATASETS = {
+    "cascade_shapes_train": ("train", 800, 0),
+    "cascade_shapes_val": ("val", 200, 1),
+}
+
+
+def embedded_root() -> str:
+    base = os.environ.get(DATASETS_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "cascade_det", "datasets")
+    return os.path.join(base, _VERSION)
+
+
+def ensure_embedded_split(name: str) -> str:
+    """Generate the split if its json is missing (once across processes); return the json path."""
+    split, num_images, seed = EMBEDDED_DATASETS[name]
+    root = embedded_root()
+    json_path = os.path.join(root, "annotations", f"instances_{split}.json")
+    if os.path.isfile(json_path):
+        return json_path
+    try:
+        os.makedirs(root, exist_ok=True)
+        with file_lock(json_path):
+            if not os.path.isfile(json_path):
+                write_shapes_split(root, split, num_images, seed)
+    except OSError as e:
+        raise OSError(
+            f"Cannot write the embedded dataset '{name}' to {root}: {e}. "
+            f"Point ${DATASETS_ENV} at a writable folder."
+        ) from e
+    return json_path
+
+
+def _load_embedded(name: str):
+    split = EMBEDDED_DATASETS[name][0]
+    return load_coco_json(ensure_embedded_split(name), os.path.join(embedded_root(), split), name)
+
+
+def register_embedded_datasets() -> None:
+    """Register the embedded splits (idempotent). Nothing is generated until a split is first loaded."""
+    for name, (split, _, _) in EMBEDDED_DATASETS.items():
+        if name in DatasetCatalog.list():
+            continue
+        DatasetCatalog.register(name, lambda name=name: _load_embedded(name))
+        MetadataCatalog.get(name).set(
+            json_file=os.path.join(embedded_root(), "annotations", f"instances_{split}.json"),
+            image_root=os.path.join(embedded_root(), split),
+            evaluator_type="coco",
+            thing_classes=list(SHAPE_CLASSES),
+            thing_dataset_id_to_contiguous_id={i + 1: i for i in range(len(SHAPE_CLASSES))},
+        )
+
+
+def check_dataset_files(names: Iterable[str]) -> None:
+    """Fail early, naming the path and the variable that sets it, when a registered dataset's files are absent.
+
+    Embedded splits are generated here if needed. Datasets not registered at all get Detectron2's own error
+    (it lists the registered names)."""
+    for name in names:
+        if name in EMBEDDED_DATASETS:
+            ensure_embedded_split(name)
+            continue
+        if name not in DatasetCatalog.list():
+            DatasetCatalog.get(name)  # raises KeyError listing the registered datasets
+        metadata = MetadataCatalog.get(name)
+        for key in ("json_file", "image_root"):
+            path = getattr(metadata, key, None)
+            if path is None or os.path.exists(path):
+                continue
+            if name.startswith(("coco_", "keypoints_coco_", "lvis_", "cityscapes_", "voc_")):
+                hint = (
+                    "Detectron2's builtin datasets live under $DETECTRON2_DATASETS (now "
+                    f"{os.environ.get('DETECTRON2_DATASETS', 'unset, so ./datasets')}), e.g. coco/annotations/, "
+                    "coco/train2017/, coco/val2017/: set it to the folder that holds them"
+                )
+            else:
+                hint = "fix the path given to register_coco_instances for this dataset"
+            raise FileNotFoundError(f"Dataset '{name}': {key} {path} does not exist; {hint}.")

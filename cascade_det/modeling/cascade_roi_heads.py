@@ -1,0 +1,309 @@
+"""Cascade R-CNN ROI heads (Cai & Vasconcelos, arXiv 1906.09756).
+
+Stage t (t = 0..T-1) pools features for its input boxes, runs its own box head and predictor, and its decoded
+boxes become the input boxes of stage t+1. In training stage t's boxes are labelled against ground truth at
+IoU threshold u_t; at test time the boxes of the last stage are scored by an ensemble of the stages.
+
+Shape shorthand: N images; Ri boxes in image i; R boxes in the batch; K foreground classes; T stages.
+"""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+from torch.autograd.function import Function
+from torch.nn import functional as F
+
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
+from detectron2.modeling.box_regression import Box2BoxTransform
+from detectron2.modeling.matcher import Matcher
+from detectron2.modeling.poolers import ROIPooler
+from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads, build_box_head
+from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
+from detectron2.structures import Boxes, Instances, pairwise_iou
+from detectron2.utils.events import get_event_storage
+
+from .box_predictor import build_cascade_box_predictor
+
+__all__ = ["CascadeRCNNROIHeads", "TEST_SCORE_ENSEMBLES", "check_cascade_stages"]
+
+# "stageK" (K an integer) selects one stage and is accepted besides these.
+TEST_SCORE_ENSEMBLES = ("mean_probs", "mean_logits", "last")
+
+
+class _ScaleGradient(Function):
+    """Identity forward; multiplies the gradient by `scale` backward."""
+
+    @staticmethod
+    def forward(ctx, input, scale):
+        ctx.scale = scale
+        return input
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output * ctx.scale, None
+
+
+def check_cascade_stages(ious: Sequence[float], bbox_reg_weights: Sequence[Sequence[float]]) -> None:
+    """Reject an inconsistent cascade before anything is built; messages name the yacs keys to fix."""
+    if len(ious) == 0:
+        raise ValueError("A cascade needs at least one stage: MODEL.ROI_BOX_CASCADE_HEAD.IOUS is empty")
+    if len(ious) != len(bbox_reg_weights):
+        raise ValueError(
+            f"MODEL.ROI_BOX_CASCADE_HEAD.IOUS has {len(ious)} stages but BBOX_REG_WEIGHTS has "
+            f"{len(bbox_reg_weights)}: give one (wx, wy, ww, wh) tuple per stage"
+        )
+    for t, iou in enumerate(ious):
+        if not 0.0 < float(iou) < 1.0:
+            raise ValueError(f"MODEL.ROI_BOX_CASCADE_HEAD.IOUS[{t}] = {iou} is outside (0, 1)")
+    for t, weights in enumerate(bbox_reg_weights):
+        if len(weights) != 4 or any(float(w) <= 0 for w in weights):
+            raise ValueError(
+                f"MODEL.ROI_BOX_CASCADE_HEAD.BBOX_REG_WEIGHTS[{t}] = {tuple(weights)}: expected 4 positive weights"
+            )
+
+
+def _stage_iou(matcher: Matcher) -> float:
+    """The foreground IoU threshold of a two-label matcher ([-inf, u, inf] thresholds)."""
+    return float(matcher.thresholds[1])
+
+
+@ROI_HEADS_REGISTRY.register()
+class CascadeRCNNROIHeads(StandardROIHeads):
+    """
+    T cascade stages, each with its own box head, box predictor and IoU threshold, sharing one region pooler.
+    Mask and keypoint heads (if configured) run on the final boxes at test time and train on stage-0 samples,
+    as in Detectron2. Attribute and parameter names equal Detectron2's `CascadeROIHeads` (`box_head.{t}`,
+    `box_predictor.{t}`), so its checkpoints load as they are.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        box_in_features: List[str],
+        box_pooler: ROIPooler,
+        box_heads: List[nn.Module],
+        box_predictors: List[nn.Module],
+        proposal_matchers: List[Matcher],
+        stage_loss_weights: Optional[Sequence[float]] = None,
+        test_score_ensemble: str = "mean_probs",
+        **kwargs,
+    ):
+        """
+        Args:
+            box_in_features, box_pooler: as in `StandardROIHeads`.
+            box_heads, box_predictors, proposal_matchers: one per stage, in stage order. Matcher t labels the
+                input boxes of stage t foreground at IoU >= u_t (the first matches the RPN proposals).
+            stage_loss_weights: None (Detectron2): stage losses are summed and the gradient flowing into the
+                shared region features is scaled by 1/T. Else one weight per stage multiplying its losses,
+                with no gradient scaling (MMDetection's [1, 0.5, 0.25]).
+            test_score_ensemble: how the T stages' class scores combine at test time: "mean_probs" (mean of
+                softmax probabilities; Detectron2), "mean_logits" (softmax of the mean logits; MMDetection),
+                "last" (last stage only) or "stageK" (stage K alone, K from 0). Boxes are always the last
+                stage's.
+            kwargs: the rest of `StandardROIHeads`' arguments (num_classes, sampling, mask and keypoint heads).
+        """
+        if "proposal_matcher" in kwargs:
+            raise ValueError("CascadeRCNNROIHeads takes one matcher per stage: pass proposal_matchers=[...]")
+        num_stages = len(box_heads)
+        if num_stages == 0:
+            raise ValueError("CascadeRCNNROIHeads needs at least one stage: box_heads is empty")
+        if not len(box_predictors) == len(proposal_matchers) == num_stages:
+            raise ValueError(
+                f"One box head, box predictor and matcher per stage: got {num_stages} box_heads, "
+                f"{len(box_predictors)} box_predictors, {len(proposal_matchers)} proposal_matchers"
+            )
+        for t, matcher in enumerate(proposal_matchers):
+            if len(matcher.thresholds) != 3 or not 0.0 < _stage_iou(matcher) < 1.0:
+                raise ValueError(
+                    f"proposal_matchers[{t}] must be Matcher([u], [0, 1]) with u in (0, 1); "
+                    f"got thresholds {matcher.thresholds[1:-1]}"
+                )
+        if stage_loss_weights is not None and len(stage_loss_weights) != num_stages:
+            raise ValueError(
+                f"stage_loss_weights has {len(stage_loss_weights)} entries for {num_stages} stages "
+                "(MODEL.ROI_BOX_CASCADE_HEAD.STAGE_LOSS_WEIGHTS): give one per stage, or none"
+            )
+        test_stage = self._parse_test_score_ensemble(test_score_ensemble, num_stages)
+        # The first matcher labels the RPN proposals, in the base class's sampling.
+        super().__init__(
+            box_in_features=box_in_features,
+            box_pooler=box_pooler,
+            box_head=nn.ModuleList(box_heads),
+            box_predictor=nn.ModuleList(box_predictors),
+            proposal_matcher=proposal_matchers[0],
+            **kwargs,
+        )
+        self.num_cascade_stages = num_stages
+        self.proposal_matchers = proposal_matchers
+        self.stage_loss_weights = None if stage_loss_weights is None else [float(w) for w in stage_loss_weights]
+        self.test_score_ensemble = test_score_ensemble
+        self.test_stage = test_stage
+
+    @staticmethod
+    def _parse_test_score_ensemble(name: str, num_stages: int) -> Optional[int]:
+        """Return the single stage `name` selects (None for an ensemble of all stages); reject unknown names."""
+        if name in ("mean_probs", "mean_logits"):
+            return None
+        if name == "last":
+            return num_stages - 1
+        if name.startswith("stage") and name[5:].isdigit() and int(name[5:]) < num_stages:
+            return int(name[5:])
+        raise ValueError(
+            f"test_score_ensemble={name!r} (MODEL.ROI_BOX_CASCADE_HEAD.TEST_SCORE_ENSEMBLE) is not one of "
+            f"{TEST_SCORE_ENSEMBLES} or 'stage0'..'stage{num_stages - 1}'"
+        )
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        ret = super().from_config(cfg, input_shape)
+        ret.pop("proposal_matcher")
+        # .get: a user's own Detectron2 config without add_cascade_config() gets Detectron2's semantics.
+        cascade = cfg.MODEL.ROI_BOX_CASCADE_HEAD
+        ret["stage_loss_weights"] = list(cascade.get("STAGE_LOSS_WEIGHTS", [])) or None
+        ret["test_score_ensemble"] = cascade.get("TEST_SCORE_ENSEMBLE", "mean_probs")
+        return ret
+
+    @classmethod
+    def _init_box_head(cls, cfg, input_shape: Dict[str, ShapeSpec]):
+        cascade = cfg.MODEL.ROI_BOX_CASCADE_HEAD
+        check_cascade_stages(cascade.IOUS, cascade.BBOX_REG_WEIGHTS)
+        in_features = cfg.MODEL.ROI_HEADS.IN_FEATURES
+        in_channels = {input_shape[f].channels for f in in_features}
+        if len(in_channels) != 1:
+            raise ValueError(f"MODEL.ROI_HEADS.IN_FEATURES {in_features} have different channel counts {in_channels}")
+        resolution = cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION
+        box_pooler = ROIPooler(
+            output_size=resolution,
+            scales=tuple(1.0 / input_shape[f].stride for f in in_features),
+            sampling_ratio=cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO,
+            pooler_type=cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE,
+        )
+        pooled_shape = ShapeSpec(channels=in_channels.pop(), width=resolution, height=resolution)
+        box_heads, box_predictors, matchers = [], [], []
+        for stage, iou in enumerate(cascade.IOUS):
+            box_head = build_box_head(cfg, pooled_shape)
+            box_heads.append(box_head)
+            box_predictors.append(build_cascade_box_predictor(cfg, box_head.output_shape, stage))
+            matchers.append(Matcher([iou], [0, 1], allow_low_quality_matches=False))
+        return {
+            "box_in_features": in_features,
+            "box_pooler": box_pooler,
+            "box_heads": box_heads,
+            "box_predictors": box_predictors,
+            "proposal_matchers": matchers,
+        }
+
+    def forward(self, images, features, proposals, targets=None):
+        """Same contract as `StandardROIHeads.forward`."""
+        del images
+        if self.training:
+            proposals = self.label_and_sample_proposals(proposals, targets)
+            losses = self._forward_box(features, proposals, targets)
+            # Mask and keypoint heads train on the stage-0 samples (Detectron2's choice).
+            losses.update(self._forward_mask(features, proposals))
+            losses.update(self._forward_keypoint(features, proposals))
+            return proposals, losses
+        pred_instances = self._forward_box(features, proposals)
+        return self.forward_with_given_boxes(features, pred_instances), {}
+
+    def _forward_box(self, features: Dict[str, torch.Tensor], proposals: List[Instances], targets=None):
+        """
+        Run the T stages. Training returns {"loss_cls_stage{t}", "loss_box_reg_stage{t}"}; inference returns
+        per-image Instances with pred_boxes, scores, pred_classes.
+        """
+        features = [features[f] for f in self.box_in_features]
+        image_sizes = [p.image_size for p in proposals]
+        stage_outputs: List[Tuple[Tuple[torch.Tensor, torch.Tensor], List[Instances]]] = []
+        boxes = None
+        for stage in range(self.num_cascade_stages):
+            if stage > 0:
+                proposals = self._proposals_from_boxes(boxes, image_sizes)
+                if self.training:
+                    proposals = self._label_boxes(proposals, targets, stage)
+            predictions = self._run_stage(features, proposals, stage)
+            stage_outputs.append((predictions, proposals))
+            if stage < self.num_cascade_stages - 1:
+                boxes = self.box_predictor[stage].refine_boxes(predictions, proposals)
+
+        if self.training:
+            return self._stage_losses(stage_outputs)
+        scores = self._ensemble_scores([predictions for predictions, _ in stage_outputs], proposals)
+        last = self.box_predictor[-1]
+        boxes = last.predict_boxes(stage_outputs[-1][0], proposals)  # (Ri, 4) or (Ri, 4K)
+        instances, _ = fast_rcnn_inference(
+            boxes, scores, image_sizes, last.test_score_thresh, last.test_nms_thresh, last.test_topk_per_image
+        )
+        return instances
+
+    def _stage_losses(self, stage_outputs) -> Dict[str, torch.Tensor]:
+        storage = get_event_storage()
+        losses = {}
+        for stage, (predictions, proposals) in enumerate(stage_outputs):
+            with storage.name_scope(f"stage{stage}"):
+                stage_losses = self.box_predictor[stage].losses(predictions, proposals)
+            weight = 1.0 if self.stage_loss_weights is None else self.stage_loss_weights[stage]
+            losses.update({f"{name}_stage{stage}": value * weight for name, value in stage_losses.items()})
+        return losses
+
+    def _ensemble_scores(self, stage_predictions, proposals: List[Instances]) -> List[torch.Tensor]:
+        """Per-image class probabilities (Ri, K+1) from the stages' logits, by `test_score_ensemble`."""
+        logits = [p[0] for p in stage_predictions]
+        if self.test_stage is not None:
+            probs = F.softmax(logits[self.test_stage], dim=-1)
+        elif self.test_score_ensemble == "mean_logits":
+            probs = F.softmax(sum(logits) / len(logits), dim=-1)
+        else:  # mean_probs
+            probs = sum(F.softmax(x, dim=-1) for x in logits) * (1.0 / len(logits))
+        return list(probs.split([len(p) for p in proposals]))
+
+    def _run_stage(self, features: List[torch.Tensor], proposals: List[Instances], stage: int):
+        """Pool, run stage `stage`'s head and predictor: returns (logits (R, K+1), deltas (R, 4 or 4K))."""
+        box_features = self.box_pooler(features, [p.proposal_boxes for p in proposals])
+        if self.stage_loss_weights is None:
+            # Summing T stage losses would scale the gradient into the shared features by T; scaling it by
+            # 1/T is equivalent to averaging the stage losses while keeping each head's own gradient whole.
+            box_features = _ScaleGradient.apply(box_features, 1.0 / self.num_cascade_stages)
+        box_features = self.box_head[stage](box_features)
+        return self.box_predictor[stage](box_features)
+
+    def _proposals_from_boxes(self, boxes: List[torch.Tensor], image_sizes) -> List[Instances]:
+        """The previous stage's boxes (per image (Ri, 4)) as this stage's input proposals, clipped to the image.
+        In training empty boxes are dropped; at test time they are kept so stages' scores stay aligned."""
+        proposals = []
+        for boxes_per_image, image_size in zip(boxes, image_sizes):
+            boxes_per_image = Boxes(boxes_per_image.detach())  # like RPN proposals: no gradient through boxes
+            boxes_per_image.clip(image_size)
+            if self.training:
+                boxes_per_image = boxes_per_image[boxes_per_image.nonempty()]
+            instances = Instances(image_size)
+            instances.proposal_boxes = boxes_per_image
+            proposals.append(instances)
+        return proposals
+
+    @torch.no_grad()
+    def _label_boxes(self, proposals: List[Instances], targets: List[Instances], stage: int) -> List[Instances]:
+        """Label every input box of `stage` with its matched ground truth at the stage's IoU threshold
+        (Detectron2's re-labelling: no re-sampling). Adds gt_classes (Ri,) in [0, K] and gt_boxes (Ri, 4)."""
+        num_fg = []
+        for proposals_per_image, targets_per_image in zip(proposals, targets):
+            iou = pairwise_iou(targets_per_image.gt_boxes, proposals_per_image.proposal_boxes)
+            matched_idxs, labels = self.proposal_matchers[stage](iou)
+            if len(targets_per_image) > 0:
+                gt_classes = targets_per_image.gt_classes[matched_idxs]
+                gt_classes[labels == 0] = self.num_classes
+                gt_boxes = targets_per_image.gt_boxes[matched_idxs]
+            else:
+                gt_classes = torch.full_like(matched_idxs, self.num_classes)
+                gt_boxes = Boxes(targets_per_image.gt_boxes.tensor.new_zeros((len(proposals_per_image), 4)))
+            proposals_per_image.gt_classes = gt_classes
+            proposals_per_image.gt_boxes = gt_boxes
+            num_fg.append((labels == 1).sum().item())
+        storage = get_event_storage()
+        num_boxes = [len(p) for p in proposals]
+        storage.put_scalar(f"stage{stage}/roi_head/num_fg_samples", sum(num_fg) / len(num_fg))
+        storage.put_scalar(
+            f"stage{stage}/roi_head/num_bg_samples", (sum(num_boxes) - sum(num_fg)) / len(num_boxes)
+        )
+        return proposals

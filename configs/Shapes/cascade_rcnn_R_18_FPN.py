@@ -1,0 +1,62 @@
+"""The quickstart: Cascade R-CNN, ResNet-18-FPN trained from scratch on the embedded shapes dataset, on the CPU.
+
+    python train_net.py --config-file configs/Shapes/cascade_rcnn_R_18_FPN.py
+
+Derived from the common Cascade R-CNN R50-FPN model; what differs is what a 128x128, 4-class dataset and a
+from-scratch backbone need: R-18 with trainable BN, FPN of 128 channels, small anchors, fewer proposals and
+RoIs, two 256-d FCs per stage.
+"""
+from fvcore.common.param_scheduler import MultiStepParamScheduler
+
+from detectron2 import model_zoo
+from detectron2.config import LazyCall as L
+from detectron2.layers import ShapeSpec
+from detectron2.solver import WarmupParamScheduler
+
+from cascade_det.config import lazy_cascade_stages
+
+from ..common.data.shapes import dataloader
+from ..common.models.cascade_rcnn_fpn import model
+
+CHANNELS = 64
+
+bottom_up = model.backbone.bottom_up
+bottom_up.stem.norm = "BN"
+bottom_up.stages.depth = 18
+bottom_up.stages.norm = "BN"
+bottom_up.stages.pop("stride_in_1x1")  # a bottleneck-only argument; R-18 has basic blocks
+model.backbone.out_channels = CHANNELS
+model.pixel_std = [57.375, 57.120, 58.395]  # unit-variance input: BN trains from scratch here
+
+rpn = model.proposal_generator
+rpn.head.in_channels = CHANNELS
+rpn.anchor_generator.sizes = [[12], [24], [48], [96], [192]]
+rpn.batch_size_per_image = 128
+rpn.pre_nms_topk = (600, 300)
+rpn.post_nms_topk = (300, 150)
+
+model.roi_heads.num_classes = 4
+model.roi_heads.batch_size_per_image = 64
+model.roi_heads.update(
+    **lazy_cascade_stages(pooled_shape=ShapeSpec(channels=CHANNELS, height=7, width=7), fc_dims=(256, 256))
+)
+
+train = model_zoo.get_config("common/train.py").train
+train.update(
+    output_dir="./output/shapes_cascade_rcnn_R_18_FPN",
+    max_iter=1500,
+    eval_period=1500,
+    log_period=50,
+    device="cpu",
+    seed=0,
+)
+train.checkpointer.update(period=750, max_to_keep=2)
+
+optimizer = model_zoo.get_config("common/optim.py").SGD
+optimizer.lr = 0.01
+
+lr_multiplier = L(WarmupParamScheduler)(
+    scheduler=L(MultiStepParamScheduler)(values=[1.0, 0.1, 0.01], milestones=[1100, 1350, 1500]),
+    warmup_length=100 / 1500,
+    warmup_factor=0.001,
+)

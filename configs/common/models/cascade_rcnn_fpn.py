@@ -1,0 +1,22 @@
+"""Cascade R-CNN, ResNet-50-FPN, box only: the model every config in configs/ derives from.
+
+Detectron2's R50-FPN (MSRA-style R-50, BGR, frozen BN; `common/models/mask_rcnn_fpn.py` of its model zoo)
+with our cascade ROI heads in Detectron2's semantics (3 stages at IoU 0.5/0.6/0.7; re-labelling; stage losses
+summed with gradient scale 1/3; mean of the stages' probabilities at test).
+"""
+from detectron2 import model_zoo
+
+from cascade_det.config import lazy_cascade_stages
+from cascade_det.modeling import CascadeRCNNROIHeads
+
+model = model_zoo.get_config("common/models/mask_rcnn_fpn.py").model
+
+# A single-stage head's arguments, and the mask head (Cascade Mask R-CNN configs put it back).
+for key in ("box_head", "box_predictor", "proposal_matcher", "mask_in_features", "mask_pooler", "mask_head"):
+    model.roi_heads.pop(key)
+model.roi_heads.update(
+    _target_=CascadeRCNNROIHeads,
+    **lazy_cascade_stages(),
+    stage_loss_weights=None,
+    test_score_ensemble="mean_probs",
+)

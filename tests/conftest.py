@@ -1,0 +1,44 @@
+"""Shared fixtures. Every test runs on the CPU with 2 threads; the embedded dataset is generated once per session
+into a temporary folder (CASCADE_DET_DATASETS), so tests never touch the user's cache."""
+import os
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def embedded_datasets_dir(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("datasets"))
+    os.environ["CASCADE_DET_DATASETS"] = path
+    yield path
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    return ROOT
+
+
+def run_train_net(*args, timeout=600, num_threads=2):
+    """Run train_net.py as a user would; returns the CompletedProcess (stdout+stderr in .stdout)."""
+    import subprocess
+
+    env = dict(os.environ, OMP_NUM_THREADS=str(num_threads), PYTHONWARNINGS="ignore")
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "train_net.py"), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def pytest_configure(config):
+    # Detectron2 0.6 and torch 2 print deprecation warnings on import; they are not ours to fix.
+    for category in ("FutureWarning", "UserWarning", "DeprecationWarning"):
+        config.addinivalue_line("filterwarnings", f"ignore::{category}")

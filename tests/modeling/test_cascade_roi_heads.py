@@ -1,0 +1,196 @@
+"""CascadeRCNNROIHeads: parity with Detectron2's built-in CascadeROIHeads, its options, and its config checks."""
+import copy
+
+import pytest
+import torch
+
+import cascade_det
+from cascade_det.modeling import CascadeRCNNROIHeads
+from detectron2.config import get_cfg
+from detectron2.layers import ShapeSpec
+from detectron2.modeling.roi_heads import build_roi_heads
+from detectron2.structures import Boxes, Instances
+from detectron2.utils.events import EventStorage
+
+STRIDES = {"p2": 4, "p3": 8, "p4": 16, "p5": 32}
+IMAGE_SIZE = (96, 128)
+
+
+def small_cascade_cfg(name="CascadeRCNNROIHeads"):
+    cfg = cascade_det.add_cascade_config(get_cfg())
+    cfg.MODEL.ROI_HEADS.NAME = name
+    cfg.MODEL.ROI_HEADS.IN_FEATURES = list(STRIDES)
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3
+    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 32
+    cfg.MODEL.ROI_BOX_HEAD.NAME = "FastRCNNConvFCHead"
+    cfg.MODEL.ROI_BOX_HEAD.NUM_FC = 2
+    cfg.MODEL.ROI_BOX_HEAD.FC_DIM = 32
+    cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE = "ROIAlignV2"
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0  # keep many detections so the comparison covers many boxes
+    return cfg
+
+
+def input_shapes(channels=8):
+    return {k: ShapeSpec(channels=channels, stride=s) for k, s in STRIDES.items()}
+
+
+def make_inputs(seed=0, num_images=2, channels=8):
+    g = torch.Generator().manual_seed(seed)
+    h, w = IMAGE_SIZE
+    features = {k: torch.randn(num_images, channels, h // s, w // s, generator=g) for k, s in STRIDES.items()}
+    proposals, targets = [], []
+    for i in range(num_images):
+        xy = torch.rand(4, 2, generator=g) * torch.tensor([w * 0.6, h * 0.6])
+        wh = 12 + torch.rand(4, 2, generator=g) * 30
+        gt = torch.cat([xy, xy + wh], dim=1)
+        target = Instances(IMAGE_SIZE)
+        target.gt_boxes = Boxes(gt)
+        target.gt_classes = torch.randint(0, 3, (4,), generator=g)
+        targets.append(target)
+        # Jittered copies of the ground truth (so every stage sees positives) plus random boxes.
+        jitter = gt.repeat(8, 1) + torch.randn(32, 4, generator=g) * 4
+        rand_xy = torch.rand(32, 2, generator=g) * torch.tensor([w * 0.7, h * 0.7])
+        rand = torch.cat([rand_xy, rand_xy + 8 + torch.rand(32, 2, generator=g) * 30], dim=1)
+        boxes = torch.cat([jitter, rand])
+        boxes[:, 2:] = torch.maximum(boxes[:, 2:], boxes[:, :2] + 2)
+        proposal = Instances(IMAGE_SIZE)
+        proposal.proposal_boxes = Boxes(boxes)
+        proposal.objectness_logits = torch.randn(len(boxes), generator=g)
+        proposals.append(proposal)
+    return features, proposals, targets
+
+
+@pytest.fixture(scope="module")
+def heads_pair():
+    """Detectron2's built-in CascadeROIHeads and ours, ours loaded with the built-in's weights (strictly)."""
+    torch.manual_seed(0)
+    builtin = build_roi_heads(small_cascade_cfg("CascadeROIHeads"), input_shapes())
+    ours = build_roi_heads(small_cascade_cfg(), input_shapes())
+    ours.load_state_dict(builtin.state_dict(), strict=True)  # parameter names are the built-in's
+    return builtin, ours
+
+
+def run_train(heads, seed=1):
+    features, proposals, targets = make_inputs()
+    heads.train()
+    torch.manual_seed(seed)  # the RoI sampler draws random numbers
+    with EventStorage():
+        _, losses = heads(None, features, proposals, targets)
+    return losses
+
+
+def test_training_losses_and_gradients_equal_builtin_cascade(heads_pair):
+    builtin, ours = heads_pair
+    builtin_losses, our_losses = run_train(builtin), run_train(ours)
+    assert set(our_losses) == set(builtin_losses) == {
+        f"{name}_stage{t}" for name in ("loss_cls", "loss_box_reg") for t in range(3)
+    }
+    for key, value in builtin_losses.items():
+        torch.testing.assert_close(our_losses[key], value, rtol=0, atol=1e-5, msg=key)
+    for heads, losses in ((builtin, builtin_losses), (ours, our_losses)):
+        heads.zero_grad()
+        sum(losses.values()).backward()
+    for (name, p_builtin), (_, p_ours) in zip(builtin.named_parameters(), ours.named_parameters()):
+        torch.testing.assert_close(p_ours.grad, p_builtin.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_inference_equals_builtin_cascade(heads_pair):
+    builtin, ours = heads_pair
+    features, proposals, _ = make_inputs(seed=3)
+    outputs = []
+    for heads in heads_pair:
+        heads.eval()
+        with torch.no_grad():
+            outputs.append(heads(None, features, copy.deepcopy(proposals))[0])
+    for expected, got in zip(*outputs):
+        assert len(expected) > 50  # a real comparison: many detections per image
+        torch.testing.assert_close(got.pred_boxes.tensor, expected.pred_boxes.tensor, rtol=0, atol=1e-5)
+        torch.testing.assert_close(got.scores, expected.scores, rtol=0, atol=1e-5)
+        assert torch.equal(got.pred_classes, expected.pred_classes)
+
+
+def test_number_of_stages_follows_the_iou_list():
+    cfg = small_cascade_cfg()
+    cfg.MODEL.ROI_BOX_CASCADE_HEAD.IOUS = [0.5, 0.6, 0.7, 0.75]
+    cfg.MODEL.ROI_BOX_CASCADE_HEAD.BBOX_REG_WEIGHTS = [[10, 10, 5, 5], [20, 20, 10, 10], [30, 30, 15, 15], [40, 40, 20, 20]]
+    heads = build_roi_heads(cfg, input_shapes())
+    assert heads.num_cascade_stages == len(heads.box_head) == len(heads.box_predictor) == 4
+    assert [m.thresholds[1] for m in heads.proposal_matchers] == [0.5, 0.6, 0.7, 0.75]
+    assert tuple(heads.box_predictor[3].box2box_transform.weights) == (40, 40, 20, 20)
+    losses = run_train(heads)
+    assert "loss_cls_stage3" in losses and "loss_box_reg_stage3" in losses
+
+
+@pytest.mark.parametrize(
+    "ious, weights, message",
+    [
+        ([0.5, 0.6], [[10, 10, 5, 5]], "IOUS has 2 stages but BBOX_REG_WEIGHTS has 1"),
+        ([0.5, 1.2, 0.7], [[10, 10, 5, 5]] * 3, r"IOUS\[1\] = 1.2 is outside \(0, 1\)"),
+        ([0.0], [[10, 10, 5, 5]], r"IOUS\[0\] = 0.0 is outside"),
+        ([], [], "at least one stage"),
+        ([0.5], [[10, 10, 5]], r"BBOX_REG_WEIGHTS\[0\].*expected 4 positive weights"),
+    ],
+)
+def test_inconsistent_cascade_config_is_rejected_when_the_model_is_built(ious, weights, message):
+    cfg = small_cascade_cfg()
+    cfg.MODEL.ROI_BOX_CASCADE_HEAD.IOUS = ious
+    cfg.MODEL.ROI_BOX_CASCADE_HEAD.BBOX_REG_WEIGHTS = weights
+    with pytest.raises(ValueError, match=message):
+        build_roi_heads(cfg, input_shapes())
+
+
+def test_unknown_test_score_ensemble_and_wrong_stage_loss_weights_are_rejected():
+    cfg = small_cascade_cfg()
+    cfg.MODEL.ROI_BOX_CASCADE_HEAD.TEST_SCORE_ENSEMBLE = "median"
+    with pytest.raises(ValueError, match="TEST_SCORE_ENSEMBLE"):
+        build_roi_heads(cfg, input_shapes())
+    cfg = small_cascade_cfg()
+    cfg.MODEL.ROI_BOX_CASCADE_HEAD.STAGE_LOSS_WEIGHTS = [1.0, 0.5]
+    with pytest.raises(ValueError, match="stage_loss_weights has 2 entries for 3 stages"):
+        build_roi_heads(cfg, input_shapes())
+
+
+def test_stage_loss_weights_scale_each_stage_loss(heads_pair):
+    _, ours = heads_pair
+    weighted = copy.deepcopy(ours)
+    weighted.stage_loss_weights = [1.0, 0.5, 0.25]
+    base, scaled = run_train(ours), run_train(weighted)
+    for t, w in enumerate([1.0, 0.5, 0.25]):
+        for name in ("loss_cls", "loss_box_reg"):
+            key = f"{name}_stage{t}"
+            torch.testing.assert_close(scaled[key], base[key] * w, rtol=1e-5, atol=1e-6)
+
+
+def test_test_score_ensembles_differ_as_documented(heads_pair):
+    _, ours = heads_pair
+    features, proposals, _ = make_inputs(seed=5)
+    ours.eval()
+    with torch.no_grad():
+        feats = [features[f] for f in ours.box_in_features]
+        predictions = [ours._run_stage(feats, proposals, 0)]
+        # Same input boxes for every stage: the ensemble arithmetic alone is under test here.
+        predictions += [ours._run_stage(feats, proposals, t) for t in (1, 2)]
+    logits = [p[0] for p in predictions]
+    probs = [torch.softmax(x, dim=1) for x in logits]
+
+    def scores(name):
+        heads = copy.deepcopy(ours)
+        heads.test_score_ensemble = name
+        heads.test_stage = heads._parse_test_score_ensemble(name, 3)
+        return torch.cat(heads._ensemble_scores(predictions, proposals))
+
+    torch.testing.assert_close(scores("mean_probs"), sum(probs) / 3)
+    torch.testing.assert_close(scores("mean_logits"), torch.softmax(sum(logits) / 3, dim=1))
+    torch.testing.assert_close(scores("last"), probs[2])
+    torch.testing.assert_close(scores("stage1"), probs[1])
+    assert not torch.allclose(scores("mean_probs"), scores("mean_logits"))
+
+
+def test_image_without_ground_truth_trains_as_all_background(heads_pair):
+    _, ours = heads_pair
+    features, proposals, targets = make_inputs()
+    targets[1] = targets[1][:0]
+    ours.train()
+    with EventStorage():
+        _, losses = ours(None, features, proposals, targets)
+    assert all(torch.isfinite(v) for v in losses.values())
