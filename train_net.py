@@ -27,6 +27,7 @@ def main(args):
             raise ValueError(
                 "--eval-only needs weights: add train.init_checkpoint=PATH (LazyConfig) or MODEL.WEIGHTS PATH (yacs)"
             )
+        settings.check_weights()
         model = CascadeTrainer.build_model(cfg)
         checkpointer = DetectionCheckpointer(model, save_dir=settings.output_dir)
         checkpoint = checkpointer.resume_or_load(settings.weights, resume=args.resume)

@@ -42,3 +42,9 @@ def pytest_configure(config):
     # Detectron2 0.6 and torch 2 print deprecation warnings on import; they are not ours to fix.
     for category in ("FutureWarning", "UserWarning", "DeprecationWarning"):
         config.addinivalue_line("filterwarnings", f"ignore::{category}")
+
+
+def pytest_collection_finish(session):
+    # CI must never pass by running nothing (pytest's own exit code 5 would be easy to swallow).
+    if not session.items:
+        raise pytest.UsageError("No tests were collected: check the path and -k/-m filters.")

@@ -18,7 +18,7 @@ __all__ = ["EMBEDDED_DATASETS", "check_dataset_files", "embedded_root", "ensure_
 
 DATASETS_ENV = "CASCADE_DET_DATASETS"
 # Bump the folder version when the generator changes, so stale caches are not reused.
-_VERSION = "shapes_v1"
+_VERSION = "shapes_v2"
 # name -> (split, number of images, seed)
 EMBEDDED_DATASETS = {
     "cascade_shapes_train": ("train", 800, 0),

@@ -1,6 +1,7 @@
 """Load a config of either style, apply command-line overrides strictly, and set up the run."""
 import difflib
 import logging
+import os
 from typing import List, Sequence
 
 import torch
@@ -43,6 +44,8 @@ def apply_lazy_overrides(cfg, overrides: Sequence[str]):
 def load_config(config_file: str, overrides: Sequence[str] = ()):
     """A LazyConfig `.py` or a yacs `.yaml` (with `add_cascade_config` defaults), with `key=value` overrides
     (LazyConfig) or `KEY VALUE` pairs (yacs). Unknown keys raise an error naming the key."""
+    if not os.path.isfile(config_file):
+        raise FileNotFoundError(f"--config-file {config_file} does not exist")
     if config_file.endswith(".py"):
         return apply_lazy_overrides(LazyConfig.load(config_file), overrides)
     if not config_file.endswith((".yaml", ".yml")):

@@ -56,6 +56,16 @@ class RunSettings:
     train_datasets: List[str]
     test_datasets: List[str]
     ddp: Dict = field(default_factory=dict)
+    lazy: bool = False
+
+    @property
+    def weights_key(self) -> str:
+        return "train.init_checkpoint" if self.lazy else "MODEL.WEIGHTS"
+
+    def check_weights(self) -> None:
+        """A local weights file that does not exist is an error naming the key (fvcore would only assert)."""
+        if self.weights and "://" not in self.weights and not os.path.isfile(self.weights):
+            raise FileNotFoundError(f"{self.weights_key}={self.weights} does not exist: give the path of a checkpoint")
 
     @classmethod
     def from_config(cls, cfg) -> "RunSettings":
@@ -73,6 +83,7 @@ class RunSettings:
                 train_datasets=_names(cfg.dataloader.train.dataset.names),
                 test_datasets=_names(cfg.dataloader.test.dataset.names),
                 ddp=OmegaConf.to_container(train.ddp, resolve=True),
+                lazy=True,
             )
         return cls(
             output_dir=cfg.OUTPUT_DIR,
@@ -127,6 +138,8 @@ class CascadeTrainer(DefaultTrainer):
                 f"(last checkpoint: {self.checkpointer.get_checkpoint_file()}). Pass --resume to continue it, "
                 "or set another output dir (train.output_dir=... / OUTPUT_DIR ...)."
             )
+        if not (resume and self.checkpointer.has_checkpoint()):
+            self.settings.check_weights()
         self.checkpointer.resume_or_load(self.settings.weights, resume=resume)
         if resume and self.checkpointer.has_checkpoint():
             self.start_iter = self.iter + 1
@@ -144,12 +157,24 @@ class CascadeTrainer(DefaultTrainer):
                 )
                 if comm.is_main_process()
                 else None,
-                hooks.EvalHook(settings.eval_period, lambda: self.test(self.cfg, self.model)),
+                hooks.EvalHook(settings.eval_period, self._test_and_keep_results),
                 hooks.PeriodicWriter(self.build_writers(), period=settings.log_period)
                 if comm.is_main_process()
                 else None,
             ]
         return [h for h in ret if h is not None]
+
+    def _test_and_keep_results(self):
+        self._last_eval_results = self.test(self.cfg, self.model)
+        return self._last_eval_results
+
+    def train(self):
+        """Run training; returns the last evaluation's results (None if it never evaluated)."""
+        if not is_lazy(self.cfg):
+            super().train()
+        else:
+            TrainerBase.train(self, self.start_iter, self.max_iter)
+        return getattr(self, "_last_eval_results", None)
 
     def build_writers(self):
         return default_writers(self.settings.output_dir, self.max_iter)

@@ -1,0 +1,106 @@
+"""train_net.py end to end, as a user runs it: train, evaluate, resume, --eval-only, 2 CPU processes, yacs."""
+import json
+import os
+
+import pytest
+
+from ..conftest import run_train_net
+
+LAZY = "configs/Shapes/cascade_rcnn_R_18_FPN.py"
+YACS = "configs/Shapes/cascade_rcnn_R_18_FPN.yaml"
+# A few iterations at batch 2: the tests check the plumbing, not the accuracy (README's quickstart does that).
+TINY = ["dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0", "dataloader.test.num_workers=0"]
+
+
+def metrics_lines(output_dir):
+    with open(os.path.join(output_dir, "metrics.json")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def eval_ap(output_dir):
+    return [m["bbox/AP"] for m in metrics_lines(output_dir) if "bbox/AP" in m]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("lazy_run"))
+    proc = run_train_net("--config-file", LAZY, f"train.output_dir={out}", "train.max_iter=4",
+                         "train.eval_period=4", "train.checkpointer.period=2", *TINY)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    return out, proc.stdout
+
+
+def test_training_writes_checkpoints_metrics_events_and_evaluates(trained):
+    out, log = trained
+    for name in ("model_final.pth", "last_checkpoint", "metrics.json", "config.yaml"):
+        assert os.path.isfile(os.path.join(out, name)), name
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(out))
+    assert "loss_cls_stage2" in metrics_lines(out)[0]
+    assert len(eval_ap(out)) == 1
+    assert "Evaluation results for bbox" in log and "model_final.pth" in log
+
+
+def test_eval_only_reproduces_the_training_evaluation(trained):
+    out, _ = trained
+    proc = run_train_net("--config-file", LAZY, "--eval-only", f"train.output_dir={out}",
+                         f"train.init_checkpoint={os.path.join(out, 'model_final.pth')}", *TINY)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    train_ap, eval_only_ap = eval_ap(out)  # --eval-only appended its numbers to metrics.json
+    assert eval_only_ap == pytest.approx(train_ap, abs=1e-6)
+
+
+def test_new_run_refuses_to_overwrite_a_previous_run_and_resume_continues_it(trained):
+    out, _ = trained
+    proc = run_train_net("--config-file", LAZY, f"train.output_dir={out}", "train.max_iter=6", *TINY)
+    assert proc.returncode != 0 and "already holds a training run" in proc.stdout and "--resume" in proc.stdout
+    proc = run_train_net("--config-file", LAZY, "--resume", f"train.output_dir={out}", "train.max_iter=6",
+                         "train.eval_period=0", "train.log_period=1", *TINY)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "Loading scheduler from state_dict" in proc.stdout
+    iterations = [m["iteration"] for m in metrics_lines(out) if "total_loss" in m]
+    assert max(iterations) == 5 and 4 in iterations  # resumed at iteration 4, not from 0
+
+
+def test_eval_only_without_weights_is_an_error(tmp_path):
+    proc = run_train_net("--config-file", LAZY, "--eval-only", f"train.output_dir={tmp_path}")
+    assert proc.returncode != 0 and "train.init_checkpoint=PATH" in proc.stdout
+
+
+def test_unknown_lazy_config_key_is_named(tmp_path):
+    proc = run_train_net("--config-file", LAZY, f"train.output_dir={tmp_path}", "train.max_iters=3")
+    assert proc.returncode != 0
+    assert "Config key 'train.max_iters' does not exist" in proc.stdout and "train.max_iter" in proc.stdout
+
+
+def test_unknown_yacs_config_key_is_named(tmp_path):
+    proc = run_train_net("--config-file", YACS, "OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_ITERS", "3")
+    assert proc.returncode != 0 and "SOLVER.MAX_ITERS" in proc.stdout
+
+
+def test_two_cpu_processes_train_and_evaluate_over_gloo(tmp_path):
+    proc = run_train_net("--num-gpus", "2", "--config-file", LAZY, f"train.output_dir={tmp_path}",
+                         "train.max_iter=2", "train.eval_period=2", *TINY, num_threads=1)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "Rank of current process: 0. World size: 2" in proc.stdout
+    assert len(eval_ap(str(tmp_path))) == 1 and os.path.isfile(os.path.join(tmp_path, "model_final.pth"))
+
+
+def test_yacs_config_trains_and_evaluates_with_model_weights(tmp_path):
+    common = ["SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", str(tmp_path)]
+    # Detectron2's EvalHook evaluates at the end of training whatever the period.
+    proc = run_train_net("--config-file", YACS, "SOLVER.MAX_ITER", "2", "TEST.EVAL_PERIOD", "0", *common)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    weights = os.path.join(tmp_path, "model_final.pth")
+    proc = run_train_net("--config-file", YACS, "--eval-only", "MODEL.WEIGHTS", weights, *common)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    train_ap, eval_only_ap = eval_ap(str(tmp_path))
+    assert eval_only_ap == pytest.approx(train_ap, abs=1e-6)
+
+
+def test_missing_weights_and_config_files_are_named(tmp_path):
+    missing = tmp_path / "nope.pth"
+    proc = run_train_net("--config-file", LAZY, "--eval-only", f"train.init_checkpoint={missing}",
+                         f"train.output_dir={tmp_path}")
+    assert proc.returncode != 0 and f"train.init_checkpoint={missing} does not exist" in proc.stdout
+    proc = run_train_net("--config-file", "configs/no_such_config.py")
+    assert proc.returncode != 0 and "--config-file configs/no_such_config.py does not exist" in proc.stdout

@@ -1,0 +1,70 @@
+"""CascadeOutputLayers and the predictor registry."""
+import pytest
+import torch
+
+import cascade_det  # noqa: F401
+from cascade_det.modeling import CASCADE_BOX_PREDICTOR_REGISTRY, CascadeOutputLayers
+from detectron2.layers import ShapeSpec
+from detectron2.modeling.box_regression import Box2BoxTransform
+from detectron2.modeling.roi_heads import build_roi_heads
+from detectron2.structures import Boxes, Instances
+
+from .test_cascade_roi_heads import input_shapes, run_train, small_cascade_cfg
+
+
+def make_predictor(**kwargs):
+    return CascadeOutputLayers(
+        ShapeSpec(channels=16), box2box_transform=Box2BoxTransform((10, 10, 5, 5)), num_classes=3, **kwargs
+    )
+
+
+def test_class_agnostic_and_class_specific_output_sizes():
+    assert make_predictor().bbox_pred.out_features == 4
+    assert make_predictor(cls_agnostic_bbox_reg=False).bbox_pred.out_features == 3 * 4
+    assert make_predictor().cls_score.out_features == 3 + 1
+
+
+def test_class_specific_refinement_follows_gt_class_in_training_and_best_class_at_test():
+    predictor = make_predictor(cls_agnostic_bbox_reg=False)
+    proposal = Instances((64, 64))
+    proposal.proposal_boxes = Boxes(torch.tensor([[10.0, 10, 30, 30], [5.0, 5, 20, 20]]))
+    logits = torch.tensor([[0.0, 5.0, 0.0, 9.0], [4.0, 0.0, 0.0, 0.0]])  # best fg: class 1, class 0
+    deltas = torch.zeros(2, 12)
+    deltas[:, 4] = 1.0  # class 1 shifts x by 1/10 of the width; other classes stay put
+    test_boxes = predictor.refine_boxes((logits, deltas), [proposal])[0]
+    assert test_boxes[0, 0] > 10.0 and torch.equal(test_boxes[1], proposal.proposal_boxes.tensor[1])
+    proposal.gt_classes = torch.tensor([2, 3])  # region 0: gt class 2 (no shift); region 1: background
+    train_boxes = predictor.refine_boxes((logits, deltas), [proposal])[0]
+    assert torch.equal(train_boxes[0], proposal.proposal_boxes.tensor[0])
+
+
+def test_class_specific_cascade_trains_and_predicts():
+    cfg = small_cascade_cfg()
+    cfg.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG = False
+    heads = build_roi_heads(cfg, input_shapes())
+    assert heads.box_predictor[0].bbox_pred.out_features == 3 * 4
+    losses = run_train(heads)
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_giou_box_loss_is_selectable_and_validated():
+    cfg = small_cascade_cfg()
+    cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE = "giou"
+    losses = run_train(build_roi_heads(cfg, input_shapes()))
+    assert losses["loss_box_reg_stage0"] > 0
+    with pytest.raises(ValueError, match="box_reg_loss_type='ciou2'.*BBOX_REG_LOSS_TYPE"):
+        make_predictor(box_reg_loss_type="ciou2")
+
+
+def test_config_names_a_registered_predictor():
+    @CASCADE_BOX_PREDICTOR_REGISTRY.register()
+    class WiderOutputLayers(CascadeOutputLayers):
+        pass
+
+    cfg = small_cascade_cfg()
+    cfg.MODEL.ROI_BOX_CASCADE_HEAD.PREDICTOR_NAME = "WiderOutputLayers"
+    heads = build_roi_heads(cfg, input_shapes())
+    assert all(type(p).__name__ == "WiderOutputLayers" for p in heads.box_predictor)
+    cfg.MODEL.ROI_BOX_CASCADE_HEAD.PREDICTOR_NAME = "NoSuchPredictor"
+    with pytest.raises(KeyError, match="NoSuchPredictor"):
+        build_roi_heads(cfg, input_shapes())
