@@ -16,6 +16,8 @@ def add_cascade_config(cfg: CN) -> CN:
       MODEL.ROI_BOX_CASCADE_HEAD.BBOX_REG_WEIGHTS  one (wx, wy, ww, wh) box-coder weight tuple per stage
     and these are added:
       PREDICTOR_NAME       the box predictor class in CASCADE_BOX_PREDICTOR_REGISTRY
+      STAGE_SAMPLING       "relabel" (Detectron2: every refined box re-labelled at the stage's IoU) or "resample"
+                           (MMDetection: GT dropped, re-added and batch_size_per_image RoIs re-sampled each stage)
       STAGE_LOSS_WEIGHTS   [] = Detectron2's semantics (stage losses summed, gradient into the shared region
                            features scaled by 1/T); one weight per stage (e.g. [1, 0.5, 0.25], MMDetection's)
                            multiplies each stage's losses instead, without gradient scaling
@@ -24,6 +26,7 @@ def add_cascade_config(cfg: CN) -> CN:
     """
     cascade = cfg.MODEL.ROI_BOX_CASCADE_HEAD
     cascade.PREDICTOR_NAME = "CascadeOutputLayers"
+    cascade.STAGE_SAMPLING = "relabel"
     cascade.STAGE_LOSS_WEIGHTS = []
     cascade.TEST_SCORE_ENSEMBLE = "mean_probs"
     # Detectron2's cascade is class-agnostic; this is the default a cascade config starts from.

@@ -15,10 +15,11 @@ from torch.nn import functional as F
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
-from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.matcher import Matcher
+from detectron2.modeling.proposal_generator.proposal_utils import add_ground_truth_to_proposals
 from detectron2.modeling.poolers import ROIPooler
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads, build_box_head
+from detectron2.modeling.sampling import subsample_labels
 from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
 from detectron2.structures import Boxes, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
@@ -29,6 +30,7 @@ __all__ = ["CascadeRCNNROIHeads", "TEST_SCORE_ENSEMBLES", "check_cascade_stages"
 
 # "stageK" (K an integer) selects one stage and is accepted besides these.
 TEST_SCORE_ENSEMBLES = ("mean_probs", "mean_logits", "last")
+STAGE_SAMPLINGS = ("relabel", "resample")
 
 
 class _ScaleGradient(Function):
@@ -86,6 +88,7 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         box_heads: List[nn.Module],
         box_predictors: List[nn.Module],
         proposal_matchers: List[Matcher],
+        stage_sampling: str = "relabel",
         stage_loss_weights: Optional[Sequence[float]] = None,
         test_score_ensemble: str = "mean_probs",
         **kwargs,
@@ -95,6 +98,11 @@ class CascadeRCNNROIHeads(StandardROIHeads):
             box_in_features, box_pooler: as in `StandardROIHeads`.
             box_heads, box_predictors, proposal_matchers: one per stage, in stage order. Matcher t labels the
                 input boxes of stage t foreground at IoU >= u_t (the first matches the RPN proposals).
+            stage_sampling: how stages 1..T-1 get their training RoIs from the previous stage's boxes.
+                "relabel" (Detectron2): every refined box, labelled at the stage's IoU, no sampling.
+                "resample" (MMDetection, the paper's code): the ground truth boxes that stage t-1 received as
+                proposals are dropped before refinement; stage t adds the ground truth again (if
+                proposal_append_gt) and samples batch_size_per_image RoIs at positive_fraction, as stage 0 does.
             stage_loss_weights: None (Detectron2): stage losses are summed and the gradient flowing into the
                 shared region features is scaled by 1/T. Else one weight per stage multiplying its losses,
                 with no gradient scaling (MMDetection's [1, 0.5, 0.25]).
@@ -120,6 +128,11 @@ class CascadeRCNNROIHeads(StandardROIHeads):
                     f"proposal_matchers[{t}] must be Matcher([u], [0, 1]) with u in (0, 1); "
                     f"got thresholds {matcher.thresholds[1:-1]}"
                 )
+        if stage_sampling not in STAGE_SAMPLINGS:
+            raise ValueError(
+                f"stage_sampling={stage_sampling!r} (MODEL.ROI_BOX_CASCADE_HEAD.STAGE_SAMPLING) is not one of "
+                f"{STAGE_SAMPLINGS}"
+            )
         if stage_loss_weights is not None and len(stage_loss_weights) != num_stages:
             raise ValueError(
                 f"stage_loss_weights has {len(stage_loss_weights)} entries for {num_stages} stages "
@@ -137,6 +150,7 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         )
         self.num_cascade_stages = num_stages
         self.proposal_matchers = proposal_matchers
+        self.stage_sampling = stage_sampling
         self.stage_loss_weights = None if stage_loss_weights is None else [float(w) for w in stage_loss_weights]
         self.test_score_ensemble = test_score_ensemble
         self.test_stage = test_stage
@@ -161,6 +175,7 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         ret.pop("proposal_matcher")
         # .get: a user's own Detectron2 config without add_cascade_config() gets Detectron2's semantics.
         cascade = cfg.MODEL.ROI_BOX_CASCADE_HEAD
+        ret["stage_sampling"] = cascade.get("STAGE_SAMPLING", "relabel")
         ret["stage_loss_weights"] = list(cascade.get("STAGE_LOSS_WEIGHTS", [])) or None
         ret["test_score_ensemble"] = cascade.get("TEST_SCORE_ENSEMBLE", "mean_probs")
         return ret
@@ -199,7 +214,7 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         """Same contract as `StandardROIHeads.forward`."""
         del images
         if self.training:
-            proposals = self.label_and_sample_proposals(proposals, targets)
+            proposals = self._label_and_sample(proposals, targets, stage=0, sample=True)
             losses = self._forward_box(features, proposals, targets)
             # Mask and keypoint heads train on the stage-0 samples (Detectron2's choice).
             losses.update(self._forward_mask(features, proposals))
@@ -219,9 +234,13 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         boxes = None
         for stage in range(self.num_cascade_stages):
             if stage > 0:
+                if self.training and self.stage_sampling == "resample":
+                    boxes = [b[~p.is_gt] for b, p in zip(boxes, proposals)]
                 proposals = self._proposals_from_boxes(boxes, image_sizes)
                 if self.training:
-                    proposals = self._label_boxes(proposals, targets, stage)
+                    proposals = self._label_and_sample(
+                        proposals, targets, stage, sample=self.stage_sampling == "resample"
+                    )
             predictions = self._run_stage(features, proposals, stage)
             stage_outputs.append((predictions, proposals))
             if stage < self.num_cascade_stages - 1:
@@ -279,31 +298,57 @@ class CascadeRCNNROIHeads(StandardROIHeads):
                 boxes_per_image = boxes_per_image[boxes_per_image.nonempty()]
             instances = Instances(image_size)
             instances.proposal_boxes = boxes_per_image
+            # Detectron2's add_ground_truth_to_proposals expects the RPN's field; refined boxes have no score.
+            instances.objectness_logits = boxes_per_image.tensor.new_zeros(len(boxes_per_image))
             proposals.append(instances)
         return proposals
 
     @torch.no_grad()
-    def _label_boxes(self, proposals: List[Instances], targets: List[Instances], stage: int) -> List[Instances]:
-        """Label every input box of `stage` with its matched ground truth at the stage's IoU threshold
-        (Detectron2's re-labelling: no re-sampling). Adds gt_classes (Ri,) in [0, K] and gt_boxes (Ri, 4)."""
-        num_fg = []
-        for proposals_per_image, targets_per_image in zip(proposals, targets):
+    def _label_and_sample(
+        self, proposals: List[Instances], targets: List[Instances], stage: int, sample: bool
+    ) -> List[Instances]:
+        """Match the input boxes of `stage` to ground truth at the stage's IoU threshold and label them.
+
+        sample=True: ground truth is first added as proposals (if proposal_append_gt), then batch_size_per_image
+        RoIs are drawn at positive_fraction (Detectron2's stage-0 sampling, the same random draws). Returns the
+        sampled RoIs with gt_classes (Ri,) in [0, K] (K = background), the matched gt_* fields where the image
+        has ground truth, and is_gt (Ri,) marking the added ground-truth boxes.
+        sample=False: every box is kept and labelled (Detectron2's stages 1..T-1).
+        """
+        matcher = self.proposal_matchers[stage]
+        num_original = [len(p) for p in proposals]
+        if sample and self.proposal_append_gt:
+            proposals = add_ground_truth_to_proposals(targets, proposals)
+        labelled, num_fg, num_bg = [], [], []
+        for proposals_per_image, targets_per_image, n in zip(proposals, targets, num_original):
+            has_gt = len(targets_per_image) > 0
             iou = pairwise_iou(targets_per_image.gt_boxes, proposals_per_image.proposal_boxes)
-            matched_idxs, labels = self.proposal_matchers[stage](iou)
-            if len(targets_per_image) > 0:
+            matched_idxs, matched_labels = matcher(iou)
+            if has_gt:
                 gt_classes = targets_per_image.gt_classes[matched_idxs]
-                gt_classes[labels == 0] = self.num_classes
-                gt_boxes = targets_per_image.gt_boxes[matched_idxs]
+                gt_classes[matched_labels == 0] = self.num_classes
+                gt_classes[matched_labels == -1] = -1
             else:
                 gt_classes = torch.full_like(matched_idxs, self.num_classes)
-                gt_boxes = Boxes(targets_per_image.gt_boxes.tensor.new_zeros((len(proposals_per_image), 4)))
-            proposals_per_image.gt_classes = gt_classes
-            proposals_per_image.gt_boxes = gt_boxes
-            num_fg.append((labels == 1).sum().item())
+            if sample:
+                fg_idxs, bg_idxs = subsample_labels(
+                    gt_classes, self.batch_size_per_image, self.positive_fraction, self.num_classes
+                )
+                keep = torch.cat([fg_idxs, bg_idxs])
+            else:
+                keep = torch.arange(len(proposals_per_image), device=matched_idxs.device)
+            proposals_per_image = proposals_per_image[keep]
+            proposals_per_image.gt_classes = gt_classes[keep]
+            proposals_per_image.is_gt = keep >= n
+            if has_gt:
+                for name, value in targets_per_image.get_fields().items():
+                    if name.startswith("gt_") and not proposals_per_image.has(name):
+                        proposals_per_image.set(name, value[matched_idxs[keep]])
+            fg = ((proposals_per_image.gt_classes >= 0) & (proposals_per_image.gt_classes < self.num_classes)).sum()
+            num_fg.append(fg.item())
+            num_bg.append(len(proposals_per_image) - num_fg[-1])
+            labelled.append(proposals_per_image)
         storage = get_event_storage()
-        num_boxes = [len(p) for p in proposals]
         storage.put_scalar(f"stage{stage}/roi_head/num_fg_samples", sum(num_fg) / len(num_fg))
-        storage.put_scalar(
-            f"stage{stage}/roi_head/num_bg_samples", (sum(num_boxes) - sum(num_fg)) / len(num_boxes)
-        )
-        return proposals
+        storage.put_scalar(f"stage{stage}/roi_head/num_bg_samples", sum(num_bg) / len(num_bg))
+        return labelled

@@ -194,3 +194,48 @@ def test_image_without_ground_truth_trains_as_all_background(heads_pair):
     with EventStorage():
         _, losses = ours(None, features, proposals, targets)
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+def record_stage_inputs(heads, monkeypatch):
+    """Wrap _run_stage to record, per stage, the RoIs it was given."""
+    seen = {}
+    original = heads._run_stage
+
+    def spy(features, proposals, stage):
+        seen[stage] = [p for p in proposals]
+        return original(features, proposals, stage)
+
+    monkeypatch.setattr(heads, "_run_stage", spy)
+    return seen
+
+
+def test_resample_mode_draws_batch_size_rois_per_image_per_stage_and_drops_gt_before_refinement(monkeypatch):
+    cfg = small_cascade_cfg()
+    cfg.MODEL.ROI_BOX_CASCADE_HEAD.STAGE_SAMPLING = "resample"
+    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 16
+    heads = build_roi_heads(cfg, input_shapes())
+    seen = record_stage_inputs(heads, monkeypatch)
+    losses = run_train(heads)
+    assert all(torch.isfinite(v) for v in losses.values())
+    for stage in range(3):
+        for rois in seen[stage]:
+            assert len(rois) == 16  # 64 proposals (+4 GT) per image: always enough to fill the batch
+            num_fg = int((rois.gt_classes < 3).sum())
+            assert 0 < num_fg <= 16 * 0.25
+            assert rois.has("is_gt")
+    # Stage t's candidates are stage t-1's sampled RoIs minus the GT boxes it was given, plus the GT again.
+    relabel = build_roi_heads(small_cascade_cfg(), input_shapes())
+    relabel.load_state_dict(heads.state_dict())
+    relabel.batch_size_per_image = 16
+    seen_relabel = record_stage_inputs(relabel, monkeypatch)
+    run_train(relabel)
+    stage0 = seen_relabel[0]
+    for t in (1, 2):  # Detectron2's mode keeps every refined box (GT-derived ones included), unsampled
+        assert [len(p) for p in seen_relabel[t]] == [int(p.proposal_boxes.nonempty().sum()) for p in stage0]
+
+
+def test_resample_and_relabel_are_the_only_stage_samplings():
+    cfg = small_cascade_cfg()
+    cfg.MODEL.ROI_BOX_CASCADE_HEAD.STAGE_SAMPLING = "resampled"
+    with pytest.raises(ValueError, match="STAGE_SAMPLING"):
+        build_roi_heads(cfg, input_shapes())
