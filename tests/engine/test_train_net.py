@@ -104,3 +104,10 @@ def test_missing_weights_and_config_files_are_named(tmp_path):
     assert proc.returncode != 0 and f"train.init_checkpoint={missing} does not exist" in proc.stdout
     proc = run_train_net("--config-file", "configs/no_such_config.py")
     assert proc.returncode != 0 and "--config-file configs/no_such_config.py does not exist" in proc.stdout
+
+
+def test_missing_coco_says_where_it_looked_and_how_to_point_elsewhere(tmp_path):
+    proc = run_train_net("--config-file", "configs/COCO/cascade_rcnn_R_50_FPN_1x.py", f"train.output_dir={tmp_path}")
+    assert proc.returncode != 0
+    assert "coco/annotations/instances_train2017.json does not exist" in proc.stdout
+    assert "DETECTRON2_DATASETS" in proc.stdout

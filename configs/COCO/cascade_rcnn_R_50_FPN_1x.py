@@ -1,0 +1,48 @@
+"""Cascade R-CNN R50-FPN 1x: MMDetection v3.3.0's `cascade-rcnn_r50_fpn_1x_coco` recipe in Detectron2.
+
+Published: box AP 40.3 on COCO val2017 (MMDetection model zoo, 8 GPUs x 2 images). Every other COCO config
+derives from this file. What makes it MMDetection's recipe rather than Detectron2's:
+  backbone   torchvision-style R-50 (stride in the 3x3 conv), RGB, ImageNet mean/std, frozen stem+res2, frozen BN
+  RPN        2000 proposals per level before NMS and 2000 after in training, 1000/1000 at test; box loss
+             smooth-L1 beta 1/9
+  cascade    512 RoIs re-sampled at 25% positive every stage, stage loss weights [1, 0.5, 0.25], smooth-L1
+             beta 1 box loss, mean of the stages' logits at test
+  schedule   SGD lr 0.02 at batch 16, 12 epochs, lr x0.1 after epochs 8 and 11, 500 warm-up iterations
+Initialise from torchvision's ImageNet ResNet-50 (train.init_checkpoint=/path/to/resnet50 weights converted to
+Detectron2 names); nothing is downloaded.
+"""
+from detectron2 import model_zoo
+
+from cascade_det.config import lazy_cascade_stages
+
+from ..common.coco_schedule import epoch_schedule
+from ..common.data.coco import dataloader
+from ..common.models.cascade_rcnn_fpn import model
+
+bottom_up = model.backbone.bottom_up
+bottom_up.stages.stride_in_1x1 = False  # torchvision ("pytorch") style
+bottom_up.freeze_at = 2
+model.input_format = "RGB"
+model.pixel_mean = [123.675, 116.28, 103.53]
+model.pixel_std = [58.395, 57.12, 57.375]
+
+rpn = model.proposal_generator
+rpn.update(pre_nms_topk=(2000, 1000), post_nms_topk=(2000, 1000), smooth_l1_beta=1.0 / 9)
+
+model.roi_heads.update(
+    num_classes=80,
+    batch_size_per_image=512,
+    positive_fraction=0.25,
+    **lazy_cascade_stages(box_reg_loss_type="smooth_l1", smooth_l1_beta=1.0),
+    stage_sampling="resample",
+    stage_loss_weights=[1.0, 0.5, 0.25],
+    test_score_ensemble="mean_logits",
+)
+
+train = model_zoo.get_config("common/train.py").train
+train.max_iter, lr_multiplier = epoch_schedule(epochs=12, step_epochs=[8, 11])
+train.update(output_dir="./output/coco_cascade_rcnn_R_50_FPN_1x", eval_period=train.max_iter, init_checkpoint="")
+train.checkpointer.period = train.max_iter // 12  # once per epoch
+
+optimizer = model_zoo.get_config("common/optim.py").SGD
+optimizer.lr = 0.02
