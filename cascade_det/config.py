@@ -14,7 +14,7 @@ def add_cascade_config(cfg: CN) -> CN:
     Detectron2's own cascade keys are reused as they are, so an existing cascade config keeps its meaning:
       MODEL.ROI_BOX_CASCADE_HEAD.IOUS              one IoU threshold per stage; the number of stages
       MODEL.ROI_BOX_CASCADE_HEAD.BBOX_REG_WEIGHTS  one (wx, wy, ww, wh) box-coder weight tuple per stage
-    and these are added:
+    and these are added (plus TEST.PER_STAGE_EVAL: also report each stage's AP, see PerStageCOCOEvaluator):
       PREDICTOR_NAME       the box predictor class in CASCADE_BOX_PREDICTOR_REGISTRY
       STAGE_SAMPLING       "relabel" (Detectron2: every refined box re-labelled at the stage's IoU) or "resample"
                            (MMDetection: GT dropped, re-added and batch_size_per_image RoIs re-sampled each stage)
@@ -29,6 +29,8 @@ def add_cascade_config(cfg: CN) -> CN:
     cascade.STAGE_SAMPLING = "relabel"
     cascade.STAGE_LOSS_WEIGHTS = []
     cascade.TEST_SCORE_ENSEMBLE = "mean_probs"
+    # Evaluate each stage's own detections too (cascade_det.evaluation.PerStageCOCOEvaluator).
+    cfg.TEST.PER_STAGE_EVAL = False
     # Detectron2's cascade is class-agnostic; this is the default a cascade config starts from.
     cfg.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG = True
     return cfg

@@ -9,6 +9,8 @@ from omegaconf import OmegaConf
 
 from detectron2.config import LazyConfig, get_cfg
 from detectron2.engine import default_setup
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from ..config import add_cascade_config
 
@@ -76,4 +78,7 @@ def setup(args):
     if not OmegaConf.is_config(cfg):
         cfg.freeze()
     default_setup(cfg, args)
+    # default_setup sets up the "detectron2" and "fvcore" loggers; ours (summaries, per-stage AP) too.
+    output_dir = cfg.train.output_dir if OmegaConf.is_config(cfg) else cfg.OUTPUT_DIR
+    setup_logger(output_dir, distributed_rank=comm.get_rank(), name="cascade_det")
     return cfg

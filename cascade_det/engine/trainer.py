@@ -27,6 +27,7 @@ from detectron2.utils.events import EventStorage, JSONWriter
 from detectron2.utils.logger import setup_logger
 
 from ..data import check_dataset_files
+from ..evaluation import PerStageCOCOEvaluator
 
 __all__ = ["CascadeTrainer", "RunSettings", "write_eval_metrics"]
 
@@ -56,6 +57,7 @@ class RunSettings:
     train_datasets: List[str]
     test_datasets: List[str]
     ddp: Dict = field(default_factory=dict)
+    per_stage_eval: bool = False  # add PerStageCOCOEvaluator to every evaluation
     lazy: bool = False
 
     @property
@@ -83,6 +85,7 @@ class RunSettings:
                 train_datasets=_names(cfg.dataloader.train.dataset.names),
                 test_datasets=_names(cfg.dataloader.test.dataset.names),
                 ddp=OmegaConf.to_container(train.ddp, resolve=True),
+                per_stage_eval=bool(train.get("per_stage_eval", False)),
                 lazy=True,
             )
         return cls(
@@ -97,6 +100,7 @@ class RunSettings:
             train_datasets=list(cfg.DATASETS.TRAIN),
             test_datasets=list(cfg.DATASETS.TEST),
             ddp={"broadcast_buffers": False},
+            per_stage_eval=bool(cfg.TEST.get("PER_STAGE_EVAL", False)),
         )
 
 
@@ -224,16 +228,24 @@ class CascadeTrainer(DefaultTrainer):
         only by Detectron2's own convention, which we keep)."""
         settings = RunSettings.from_config(cfg)
         check_dataset_files(settings.test_datasets)
+        inference_dir = os.path.join(settings.output_dir, "inference")
         if not is_lazy(cfg):
+            if evaluators is None and settings.per_stage_eval:
+                evaluators = [
+                    DatasetEvaluators([cls.build_evaluator(cfg, name), PerStageCOCOEvaluator(name, model, inference_dir)])
+                    for name in settings.test_datasets
+                ]
             return super().test(cfg, model, evaluators)
         evaluator_cfg = cfg.dataloader.evaluator
         if evaluator_cfg.get("output_dir") is None:
-            evaluator_cfg.output_dir = os.path.join(settings.output_dir, "inference")
+            evaluator_cfg.output_dir = inference_dir
         results = OrderedDict()
         evaluator = evaluators if evaluators is not None else instantiate(evaluator_cfg)
+        name = ",".join(settings.test_datasets)
+        if evaluators is None and settings.per_stage_eval:
+            evaluator = [evaluator, PerStageCOCOEvaluator(name, model, inference_dir)]
         if isinstance(evaluator, (list, tuple)):
             evaluator = DatasetEvaluators(evaluator)
-        name = ",".join(settings.test_datasets)
         results[name] = inference_on_dataset(model, instantiate(cfg.dataloader.test), evaluator)
         if comm.is_main_process():
             logger.info("Evaluation results for %s in csv format:", name)

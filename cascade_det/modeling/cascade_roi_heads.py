@@ -154,6 +154,10 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         self.stage_loss_weights = None if stage_loss_weights is None else [float(w) for w in stage_loss_weights]
         self.test_score_ensemble = test_score_ensemble
         self.test_stage = test_stage
+        # Per-stage evaluation: when True, inference also keeps each stage's own detections (its boxes, its
+        # scores alone) in `stage_predictions`: a list over stages of per-image Instances.
+        self.record_stage_predictions = False
+        self.stage_predictions: List[List[Instances]] = []
 
     @staticmethod
     def _parse_test_score_ensemble(name: str, num_stages: int) -> Optional[int]:
@@ -248,6 +252,11 @@ class CascadeRCNNROIHeads(StandardROIHeads):
 
         if self.training:
             return self._stage_losses(stage_outputs)
+        if self.record_stage_predictions:
+            self.stage_predictions = [
+                self.box_predictor[t].inference(predictions, stage_proposals)[0]
+                for t, (predictions, stage_proposals) in enumerate(stage_outputs)
+            ]
         scores = self._ensemble_scores([predictions for predictions, _ in stage_outputs], proposals)
         last = self.box_predictor[-1]
         boxes = last.predict_boxes(stage_outputs[-1][0], proposals)  # (Ri, 4) or (Ri, 4K)

@@ -41,7 +41,12 @@ model.roi_heads.update(
 
 train = model_zoo.get_config("common/train.py").train
 train.max_iter, lr_multiplier = epoch_schedule(epochs=12, step_epochs=[8, 11])
-train.update(output_dir="./output/coco_cascade_rcnn_R_50_FPN_1x", eval_period=train.max_iter, init_checkpoint="")
+train.update(
+    output_dir="./output/coco_cascade_rcnn_R_50_FPN_1x",
+    eval_period=train.max_iter,
+    init_checkpoint="",
+    per_stage_eval=True,  # each stage's AP at IoU 0.50..0.95, besides the usual COCO metrics
+)
 train.checkpointer.period = train.max_iter // 12  # once per epoch
 
 optimizer = model_zoo.get_config("common/optim.py").SGD

@@ -51,6 +51,7 @@ train.update(
     log_period=50,
     device="cpu",
     seed=0,
+    per_stage_eval=True,  # also report each stage's AP (and a plot) at every evaluation
 )
 train.checkpointer.update(period=300, max_to_keep=2)
 

@@ -37,7 +37,19 @@ def test_training_writes_checkpoints_metrics_events_and_evaluates(trained):
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(out))
     assert "loss_cls_stage2" in metrics_lines(out)[0]
     assert len(eval_ap(out)) == 1
-    assert "Evaluation results for bbox" in log and "model_final.pth" in log
+    assert "Evaluation results for bbox" in log and "Done. Model: " in log
+
+
+def test_per_stage_evaluation_reports_each_stage_in_log_metrics_and_plot(trained):
+    out, log = trained
+    metrics = [m for m in metrics_lines(out) if "bbox/AP" in m][0]
+    for name in ("stage0", "stage1", "stage2", "ensemble"):
+        for key in ("AP", "AP50", "AP@0.95"):
+            assert f"per_stage_bbox/{name}/{key}" in metrics
+    # The ensemble is what the model outputs: its AP is the COCOEvaluator's.
+    assert metrics["per_stage_bbox/ensemble/AP"] == pytest.approx(metrics["bbox/AP"], abs=1e-4)
+    assert "Per-stage box AP on cascade_shapes_val" in log
+    assert os.path.getsize(os.path.join(out, "inference", "per_stage_ap.png")) > 1000
 
 
 def test_eval_only_reproduces_the_training_evaluation(trained):

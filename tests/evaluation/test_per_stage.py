@@ -1,0 +1,56 @@
+"""Per-stage evaluation: the AP arithmetic at each IoU threshold, and the evaluator on a real model."""
+import contextlib
+import io
+import os
+
+import numpy as np
+import pytest
+import torch
+from pycocotools.coco import COCO
+
+import cascade_det  # noqa: F401
+from cascade_det.evaluation import IOU_THRESHOLDS, PerStageCOCOEvaluator, coco_box_ap, plot_per_stage_ap
+
+
+def one_box_coco():
+    gt = COCO()
+    gt.dataset = {
+        "images": [{"id": 1, "height": 100, "width": 100}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 7, "bbox": [10, 10, 50, 50], "area": 2500,
+                         "iscrowd": 0}],
+        "categories": [{"id": 7, "name": "thing"}],
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+    return gt
+
+
+def test_ap_per_iou_threshold_follows_the_detection_iou():
+    # Box [10, 10, 50 x 36] inside the 50 x 50 ground truth: IoU 0.72. Category 0 maps to dataset id 7.
+    prediction = {"image_id": 1, "category_id": 0, "bbox": [10, 10, 50, 36], "score": 0.9}
+    result = coco_box_ap(one_box_coco(), [prediction], {0: 7})
+    for t in IOU_THRESHOLDS:
+        expected = 100.0 if t <= 0.72 else 0.0
+        assert result[f"AP@{t:.2f}"] == pytest.approx(expected, abs=1e-6), t
+    assert result["AP50"] == pytest.approx(100.0) and result["AP75"] == 0.0
+    assert result["AP"] == pytest.approx(50.0)  # 5 of 10 thresholds (0.50..0.70) matched
+
+
+def test_no_detections_give_zero_ap():
+    assert coco_box_ap(one_box_coco(), [], {0: 7})["AP"] == 0.0
+
+
+def test_plot_is_written(tmp_path):
+    results = {name: {"AP": 1.0, **{f"AP@{t:.2f}": float(i) for t in IOU_THRESHOLDS}}
+               for i, name in enumerate(["stage0", "stage1", "ensemble"])}
+    path = tmp_path / "plot.png"
+    plot_per_stage_ap(results, str(path), title="x")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_per_stage_evaluator_refuses_a_model_without_cascade_heads():
+    class NotCascade(torch.nn.Module):
+        roi_heads = torch.nn.Identity()
+
+    with pytest.raises(TypeError, match="CascadeRCNNROIHeads"):
+        PerStageCOCOEvaluator("cascade_shapes_val", NotCascade())
