@@ -29,7 +29,7 @@ from detectron2.utils.logger import setup_logger
 from ..data import check_dataset_files
 from ..evaluation import PerStageCOCOEvaluator
 
-__all__ = ["CascadeTrainer", "RunSettings", "write_eval_metrics"]
+__all__ = ["CascadeTrainer", "RunSettings", "scale_to_world_size", "write_eval_metrics"]
 
 logger = logging.getLogger("cascade_det")
 
@@ -104,6 +104,35 @@ class RunSettings:
         )
 
 
+def scale_to_world_size(cfg, world_size: int) -> None:
+    """LazyConfig counterpart of Detectron2's yacs `SOLVER.REFERENCE_WORLD_SIZE` rule, in place.
+
+    A config written for `train.reference_world_size` processes (e.g. 8 GPUs), run on `world_size` processes,
+    keeps the images per process: the total batch size and the learning rate scale by world/reference, and the
+    iteration counts (max_iter, eval and checkpoint periods) by reference/world, so the run sees the same number
+    of epochs with the same schedule (the lr schedule is expressed in fractions of max_iter). 0 disables it."""
+    reference = cfg.train.get("reference_world_size", 0)
+    if not reference or reference == world_size:
+        return
+    scale = world_size / reference
+    batch = cfg.dataloader.train.total_batch_size * scale
+    if batch != int(batch) or batch < 1:
+        raise ValueError(
+            f"train.reference_world_size={reference} with {world_size} processes gives a total batch size of "
+            f"{batch}: choose a process count that divides the batch evenly, or set train.reference_world_size=0"
+        )
+    cfg.dataloader.train.total_batch_size = int(batch)
+    cfg.optimizer.lr = cfg.optimizer.lr * scale
+    for key in ("max_iter", "eval_period"):
+        cfg.train[key] = int(round(cfg.train[key] / scale))
+    cfg.train.checkpointer.period = int(round(cfg.train.checkpointer.period / scale))
+    cfg.train.reference_world_size = world_size  # applied: a saved config describes this run
+    logger.info(
+        "Scaled for %d processes (reference %d): total batch %d, lr %g, max_iter %d",
+        world_size, reference, cfg.dataloader.train.total_batch_size, cfg.optimizer.lr, cfg.train.max_iter,
+    )
+
+
 class CascadeTrainer(DefaultTrainer):
     """
     Trains and evaluates a model described by a yacs `CfgNode` (with `add_cascade_config` applied) or a
@@ -115,7 +144,9 @@ class CascadeTrainer(DefaultTrainer):
         TrainerBase.__init__(self)
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
-        if not is_lazy(cfg):
+        if is_lazy(cfg):
+            scale_to_world_size(cfg, comm.get_world_size())
+        else:
             cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         self.settings = settings = RunSettings.from_config(cfg)
         check_dataset_files(settings.train_datasets)

@@ -46,6 +46,8 @@ train.update(
     eval_period=train.max_iter,
     init_checkpoint="",
     per_stage_eval=True,  # each stage's AP at IoU 0.50..0.95, besides the usual COCO metrics
+    # Written for 8 GPUs x 2 images: on N processes the batch becomes 2N, lr 0.02*N/8, iterations x 8/N.
+    reference_world_size=8,
 )
 train.checkpointer.period = train.max_iter // 12  # once per epoch
 

@@ -52,6 +52,7 @@ train.update(
     device="cpu",
     seed=0,
     per_stage_eval=True,  # also report each stage's AP (and a plot) at every evaluation
+    reference_world_size=0,  # the batch is the batch, however many processes share it
 )
 train.checkpointer.update(period=300, max_to_keep=2)
 
