@@ -34,7 +34,7 @@ def input_shapes(channels=8):
     return {k: ShapeSpec(channels=channels, stride=s) for k, s in STRIDES.items()}
 
 
-def make_inputs(seed=0, num_images=2, channels=8):
+def make_inputs(seed=0, num_images=2, channels=8, num_random=32):
     g = torch.Generator().manual_seed(seed)
     h, w = IMAGE_SIZE
     features = {k: torch.randn(num_images, channels, h // s, w // s, generator=g) for k, s in STRIDES.items()}
@@ -49,8 +49,8 @@ def make_inputs(seed=0, num_images=2, channels=8):
         targets.append(target)
         # Jittered copies of the ground truth (so every stage sees positives) plus random boxes.
         jitter = gt.repeat(8, 1) + torch.randn(32, 4, generator=g) * 4
-        rand_xy = torch.rand(32, 2, generator=g) * torch.tensor([w * 0.7, h * 0.7])
-        rand = torch.cat([rand_xy, rand_xy + 8 + torch.rand(32, 2, generator=g) * 30], dim=1)
+        rand_xy = torch.rand(num_random, 2, generator=g) * torch.tensor([w * 0.7, h * 0.7])
+        rand = torch.cat([rand_xy, rand_xy + 8 + torch.rand(num_random, 2, generator=g) * 30], dim=1)
         boxes = torch.cat([jitter, rand])
         boxes[:, 2:] = torch.maximum(boxes[:, 2:], boxes[:, :2] + 2)
         proposal = Instances(IMAGE_SIZE)
@@ -70,8 +70,8 @@ def heads_pair():
     return builtin, ours
 
 
-def run_train(heads, seed=1):
-    features, proposals, targets = make_inputs()
+def run_train(heads, seed=1, **input_kwargs):
+    features, proposals, targets = make_inputs(**input_kwargs)
     heads.train()
     torch.manual_seed(seed)  # the RoI sampler draws random numbers
     with EventStorage():
@@ -212,16 +212,16 @@ def record_stage_inputs(heads, monkeypatch):
 def test_resample_mode_draws_batch_size_rois_per_image_per_stage_and_drops_gt_before_refinement(monkeypatch):
     cfg = small_cascade_cfg()
     cfg.MODEL.ROI_BOX_CASCADE_HEAD.STAGE_SAMPLING = "resample"
-    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 16
+    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 512
     heads = build_roi_heads(cfg, input_shapes())
     seen = record_stage_inputs(heads, monkeypatch)
-    losses = run_train(heads)
+    losses = run_train(heads, num_random=700)
     assert all(torch.isfinite(v) for v in losses.values())
     for stage in range(3):
         for rois in seen[stage]:
-            assert len(rois) == 16  # 64 proposals (+4 GT) per image: always enough to fill the batch
+            assert len(rois) == 512  # 732 proposals (+4 GT) per image: always enough to fill the batch
             num_fg = int((rois.gt_classes < 3).sum())
-            assert 0 < num_fg <= 16 * 0.25
+            assert 0 < num_fg <= 512 * 0.25
             assert rois.has("is_gt")
     # Stage t's candidates are stage t-1's sampled RoIs minus the GT boxes it was given, plus the GT again.
     relabel = build_roi_heads(small_cascade_cfg(), input_shapes())
