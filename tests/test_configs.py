@@ -90,4 +90,6 @@ def test_coco_1x_config_is_mmdetection_recipe():
     assert list(cfg.lr_multiplier.scheduler.milestones) == [8 * 7330, 11 * 7330, 12 * 7330]
     multi_scale = load_config(os.path.join(ROOT, "configs/COCO/cascade_mask_rcnn_R_50_FPN_3x.py"))
     assert len(multi_scale.dataloader.train.mapper.augmentations[0].short_edge_length) == 6
-    assert multi_scale.model.roi_heads.mask_head is not None and multi_scale.train.max_iter == 36 * 7330
+    assert len(multi_scale.model.roi_heads.mask_head) == 3 and multi_scale.train.max_iter == 36 * 7330
+    heads = instantiate(multi_scale.model.roi_heads)
+    assert heads.mask_per_stage and heads.mask_head[0].predictor.out_channels == 80

@@ -18,7 +18,8 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling.matcher import Matcher
 from detectron2.modeling.proposal_generator.proposal_utils import add_ground_truth_to_proposals
 from detectron2.modeling.poolers import ROIPooler
-from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads, build_box_head
+from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads, build_box_head, build_mask_head
+from detectron2.modeling.roi_heads.roi_heads import select_foreground_proposals
 from detectron2.modeling.sampling import subsample_labels
 from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
 from detectron2.structures import Boxes, Instances, pairwise_iou
@@ -91,6 +92,7 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         stage_sampling: str = "relabel",
         stage_loss_weights: Optional[Sequence[float]] = None,
         test_score_ensemble: str = "mean_probs",
+        mask_train_stage: int = 0,
         **kwargs,
     ):
         """
@@ -110,6 +112,10 @@ class CascadeRCNNROIHeads(StandardROIHeads):
                 softmax probabilities; Detectron2), "mean_logits" (softmax of the mean logits; MMDetection),
                 "last" (last stage only) or "stageK" (stage K alone, K from 0). Boxes are always the last
                 stage's.
+            mask_train_stage: with one mask head (kwargs' mask_head a module), the stage whose sampled RoIs
+                train it: 0 (Detectron2) or T-1 (the authors' last stage). With a list of T mask heads
+                (MMDetection), head t trains on stage t's RoIs (its loss times the stage's loss weight) and at
+                test time the heads' mask probabilities for the final boxes are averaged.
             kwargs: the rest of `StandardROIHeads`' arguments (num_classes, sampling, mask and keypoint heads).
         """
         if "proposal_matcher" in kwargs:
@@ -139,6 +145,22 @@ class CascadeRCNNROIHeads(StandardROIHeads):
                 "(MODEL.ROI_BOX_CASCADE_HEAD.STAGE_LOSS_WEIGHTS): give one per stage, or none"
             )
         test_stage = self._parse_test_score_ensemble(test_score_ensemble, num_stages)
+        # A sequence of mask heads (a list, or LazyConfig's ListConfig) means one per stage.
+        mask_head = kwargs.get("mask_head")
+        mask_per_stage = mask_head is not None and (
+            isinstance(mask_head, nn.ModuleList) or not isinstance(mask_head, nn.Module)
+        )
+        if mask_per_stage:
+            if len(kwargs["mask_head"]) != num_stages:
+                raise ValueError(
+                    f"Per-stage masks need one mask head per stage: got {len(kwargs['mask_head'])} for {num_stages}"
+                )
+            kwargs["mask_head"] = nn.ModuleList(kwargs["mask_head"])
+        if not 0 <= mask_train_stage < num_stages:
+            raise ValueError(
+                f"mask_train_stage={mask_train_stage} (MODEL.ROI_BOX_CASCADE_HEAD.MASK_TRAIN_STAGE) is not a stage "
+                f"of this {num_stages}-stage cascade"
+            )
         # The first matcher labels the RPN proposals, in the base class's sampling.
         super().__init__(
             box_in_features=box_in_features,
@@ -154,6 +176,8 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         self.stage_loss_weights = None if stage_loss_weights is None else [float(w) for w in stage_loss_weights]
         self.test_score_ensemble = test_score_ensemble
         self.test_stage = test_stage
+        self.mask_per_stage = mask_per_stage
+        self.mask_train_stage = mask_train_stage
         # Per-stage evaluation: when True, inference also keeps each stage's own detections (its boxes, its
         # scores alone) in `stage_predictions`: a list over stages of per-image Instances.
         self.record_stage_predictions = False
@@ -182,6 +206,23 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         ret["stage_sampling"] = cascade.get("STAGE_SAMPLING", "relabel")
         ret["stage_loss_weights"] = list(cascade.get("STAGE_LOSS_WEIGHTS", [])) or None
         ret["test_score_ensemble"] = cascade.get("TEST_SCORE_ENSEMBLE", "mean_probs")
+        ret["mask_train_stage"] = cascade.get("MASK_TRAIN_STAGE", 0)
+        return ret
+
+    @classmethod
+    def _init_mask_head(cls, cfg, input_shape):
+        ret = super()._init_mask_head(cfg, input_shape)
+        if ret and cfg.MODEL.ROI_BOX_CASCADE_HEAD.get("MASK_PER_STAGE", False):
+            # One more head per further stage, each built (and initialised) as the base class built the first.
+            in_features = cfg.MODEL.ROI_HEADS.IN_FEATURES
+            resolution = cfg.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION
+            shape = (
+                ShapeSpec(channels=input_shape[in_features[0]].channels, width=resolution, height=resolution)
+                if cfg.MODEL.ROI_MASK_HEAD.POOLER_TYPE
+                else {f: input_shape[f] for f in in_features}
+            )
+            extra = [build_mask_head(cfg, shape) for _ in cfg.MODEL.ROI_BOX_CASCADE_HEAD.IOUS[1:]]
+            ret["mask_head"] = [ret["mask_head"]] + extra
         return ret
 
     @classmethod
@@ -219,9 +260,14 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         del images
         if self.training:
             proposals = self._label_and_sample(proposals, targets, stage=0, sample=True)
-            losses = self._forward_box(features, proposals, targets)
-            # Mask and keypoint heads train on the stage-0 samples (Detectron2's choice).
-            losses.update(self._forward_mask(features, proposals))
+            losses, stage_proposals = self._forward_box(features, proposals, targets)
+            if self.mask_on and self.mask_per_stage:
+                for stage, stage_rois in enumerate(stage_proposals):
+                    loss = self._forward_mask(features, stage_rois, stage)["loss_mask"]
+                    losses[f"loss_mask_stage{stage}"] = loss * self._stage_loss_weight(stage)
+            else:
+                losses.update(self._forward_mask(features, stage_proposals[self.mask_train_stage]))
+            # Keypoints, if any, train on the stage-0 samples (Detectron2's choice).
             losses.update(self._forward_keypoint(features, proposals))
             return proposals, losses
         pred_instances = self._forward_box(features, proposals)
@@ -229,8 +275,8 @@ class CascadeRCNNROIHeads(StandardROIHeads):
 
     def _forward_box(self, features: Dict[str, torch.Tensor], proposals: List[Instances], targets=None):
         """
-        Run the T stages. Training returns {"loss_cls_stage{t}", "loss_box_reg_stage{t}"}; inference returns
-        per-image Instances with pred_boxes, scores, pred_classes.
+        Run the T stages. Training returns ({"loss_cls_stage{t}", "loss_box_reg_stage{t}"}, the RoIs of each
+        stage); inference returns per-image Instances with pred_boxes, scores, pred_classes.
         """
         features = [features[f] for f in self.box_in_features]
         image_sizes = [p.image_size for p in proposals]
@@ -251,7 +297,7 @@ class CascadeRCNNROIHeads(StandardROIHeads):
                 boxes = self.box_predictor[stage].refine_boxes(predictions, proposals)
 
         if self.training:
-            return self._stage_losses(stage_outputs)
+            return self._stage_losses(stage_outputs), [stage_proposals for _, stage_proposals in stage_outputs]
         if self.record_stage_predictions:
             self.stage_predictions = [
                 self.box_predictor[t].inference(predictions, stage_proposals)[0]
@@ -271,9 +317,38 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         for stage, (predictions, proposals) in enumerate(stage_outputs):
             with storage.name_scope(f"stage{stage}"):
                 stage_losses = self.box_predictor[stage].losses(predictions, proposals)
-            weight = 1.0 if self.stage_loss_weights is None else self.stage_loss_weights[stage]
+            weight = self._stage_loss_weight(stage)
             losses.update({f"{name}_stage{stage}": value * weight for name, value in stage_losses.items()})
         return losses
+
+    def _stage_loss_weight(self, stage: int) -> float:
+        return 1.0 if self.stage_loss_weights is None else self.stage_loss_weights[stage]
+
+    def _forward_mask(self, features: Dict[str, torch.Tensor], instances: List[Instances], stage: int = 0):
+        """
+        Training: the mask loss {"loss_mask"} of the head of `stage` (per-stage masks) or of the single head, on
+        the foreground RoIs of `instances`. Inference: sets pred_masks (Ri, 1, M, M) on `instances` from their
+        pred_boxes; with per-stage heads, the mean of the heads' mask probabilities (MMDetection's test).
+        """
+        if not self.mask_on:
+            return {} if self.training else instances
+        heads = list(self.mask_head) if self.mask_per_stage else [self.mask_head]
+        if self.training:
+            instances, _ = select_foreground_proposals(instances, self.num_classes)
+        if self.mask_pooler is not None:
+            boxes = [x.proposal_boxes if self.training else x.pred_boxes for x in instances]
+            x = self.mask_pooler([features[f] for f in self.mask_in_features], boxes)
+        else:
+            x = {f: features[f] for f in self.mask_in_features}
+        if self.training or len(heads) == 1:
+            return heads[stage if self.training and self.mask_per_stage else 0](x, instances)
+        probs = sum(head.layers(x).sigmoid() for head in heads) / len(heads)  # (R, K or 1, M, M)
+        if probs.shape[1] > 1:  # class-specific masks: the predicted class's
+            classes = torch.cat([i.pred_classes for i in instances])
+            probs = probs[torch.arange(len(classes), device=probs.device), classes][:, None]
+        for masks, instances_per_image in zip(probs.split([len(i) for i in instances]), instances):
+            instances_per_image.pred_masks = masks
+        return instances
 
     def _ensemble_scores(self, stage_predictions, proposals: List[Instances]) -> List[torch.Tensor]:
         """Per-image class probabilities (Ri, K+1) from the stages' logits, by `test_score_ensemble`."""

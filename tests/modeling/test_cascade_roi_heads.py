@@ -9,15 +9,18 @@ from cascade_det.modeling import CascadeRCNNROIHeads
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.roi_heads import build_roi_heads
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import Boxes, Instances, PolygonMasks
 from detectron2.utils.events import EventStorage
 
 STRIDES = {"p2": 4, "p3": 8, "p4": 16, "p5": 32}
 IMAGE_SIZE = (96, 128)
 
 
-def small_cascade_cfg(name="CascadeRCNNROIHeads"):
+def small_cascade_cfg(name="CascadeRCNNROIHeads", mask_on=False):
     cfg = cascade_det.add_cascade_config(get_cfg())
+    cfg.MODEL.MASK_ON = mask_on
+    cfg.MODEL.ROI_MASK_HEAD.NUM_CONV = 1
+    cfg.MODEL.ROI_MASK_HEAD.CONV_DIM = 8
     cfg.MODEL.ROI_HEADS.NAME = name
     cfg.MODEL.ROI_HEADS.IN_FEATURES = list(STRIDES)
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3
@@ -46,6 +49,7 @@ def make_inputs(seed=0, num_images=2, channels=8, num_random=32):
         target = Instances(IMAGE_SIZE)
         target.gt_boxes = Boxes(gt)
         target.gt_classes = torch.randint(0, 3, (4,), generator=g)
+        target.gt_masks = PolygonMasks([[[x0, y0, x1, y0, x1, y1, x0, y1]] for x0, y0, x1, y1 in gt.tolist()])
         targets.append(target)
         # Jittered copies of the ground truth (so every stage sees positives) plus random boxes.
         jitter = gt.repeat(8, 1) + torch.randn(32, 4, generator=g) * 4
@@ -60,14 +64,34 @@ def make_inputs(seed=0, num_images=2, channels=8, num_random=32):
     return features, proposals, targets
 
 
+def build_pair(mask_on):
+    torch.manual_seed(0)
+    builtin = build_roi_heads(small_cascade_cfg("CascadeROIHeads", mask_on), input_shapes())
+    ours = build_roi_heads(small_cascade_cfg(mask_on=mask_on), input_shapes())
+    ours.load_state_dict(builtin.state_dict(), strict=True)  # parameter names are the built-in's
+    return builtin, ours
+
+
 @pytest.fixture(scope="module")
 def heads_pair():
     """Detectron2's built-in CascadeROIHeads and ours, ours loaded with the built-in's weights (strictly)."""
-    torch.manual_seed(0)
-    builtin = build_roi_heads(small_cascade_cfg("CascadeROIHeads"), input_shapes())
-    ours = build_roi_heads(small_cascade_cfg(), input_shapes())
-    ours.load_state_dict(builtin.state_dict(), strict=True)  # parameter names are the built-in's
-    return builtin, ours
+    return build_pair(mask_on=False)
+
+
+def test_cascade_mask_rcnn_equals_builtin_in_training_and_inference():
+    builtin, ours = build_pair(mask_on=True)
+    builtin_losses, our_losses = run_train(builtin), run_train(ours)
+    assert "loss_mask" in our_losses and set(our_losses) == set(builtin_losses)
+    for key, value in builtin_losses.items():
+        torch.testing.assert_close(our_losses[key], value, rtol=0, atol=1e-5, msg=key)
+    features, proposals, _ = make_inputs(seed=3)
+    outputs = []
+    for heads in (builtin, ours):
+        heads.eval()
+        with torch.no_grad():
+            outputs.append(heads(None, features, copy.deepcopy(proposals))[0])
+    for expected, got in zip(*outputs):
+        torch.testing.assert_close(got.pred_masks, expected.pred_masks, rtol=0, atol=1e-5)
 
 
 def run_train(heads, seed=1, **input_kwargs):
@@ -238,4 +262,47 @@ def test_resample_and_relabel_are_the_only_stage_samplings():
     cfg = small_cascade_cfg()
     cfg.MODEL.ROI_BOX_CASCADE_HEAD.STAGE_SAMPLING = "resampled"
     with pytest.raises(ValueError, match="STAGE_SAMPLING"):
+        build_roi_heads(cfg, input_shapes())
+
+
+def test_per_stage_mask_heads_train_on_each_stage_and_average_at_test(monkeypatch):
+    cfg = small_cascade_cfg(mask_on=True)
+    cfg.MODEL.ROI_BOX_CASCADE_HEAD.MASK_PER_STAGE = True
+    cfg.MODEL.ROI_BOX_CASCADE_HEAD.STAGE_LOSS_WEIGHTS = [1.0, 0.5, 0.25]
+    heads = build_roi_heads(cfg, input_shapes())
+    assert len(heads.mask_head) == 3
+    assert not torch.equal(heads.mask_head[0].predictor.weight, heads.mask_head[1].predictor.weight)
+    seen = record_stage_inputs(heads, monkeypatch)
+    mask_inputs = []
+    forward_mask = heads._forward_mask
+    monkeypatch.setattr(heads, "_forward_mask", lambda f, inst, stage=0: mask_inputs.append((stage, inst)) or forward_mask(f, inst, stage))
+    losses = run_train(heads)
+    assert {f"loss_mask_stage{t}" for t in range(3)} <= set(losses) and "loss_mask" not in losses
+    assert [stage for stage, _ in mask_inputs] == [0, 1, 2]
+    for stage, instances in mask_inputs:
+        assert instances is not None and all(a is b for a, b in zip(instances, seen[stage]))
+    # Test: the mean of the three heads' probabilities for the final boxes.
+    features, proposals, _ = make_inputs(seed=3)
+    heads.eval()
+    with torch.no_grad():
+        detections = heads(None, features, copy.deepcopy(proposals))[0]
+        x = heads.mask_pooler([features[f] for f in heads.mask_in_features], [d.pred_boxes for d in detections])
+        probs = sum(h.layers(x).sigmoid() for h in heads.mask_head) / 3
+        classes = torch.cat([d.pred_classes for d in detections])
+        expected = probs[torch.arange(len(classes)), classes][:, None]
+    torch.testing.assert_close(torch.cat([d.pred_masks for d in detections]), expected)
+
+
+def test_single_mask_head_can_train_on_the_last_stage(monkeypatch):
+    cfg = small_cascade_cfg(mask_on=True)
+    cfg.MODEL.ROI_BOX_CASCADE_HEAD.MASK_TRAIN_STAGE = 2
+    heads = build_roi_heads(cfg, input_shapes())
+    seen = record_stage_inputs(heads, monkeypatch)
+    mask_inputs = []
+    forward_mask = heads._forward_mask
+    monkeypatch.setattr(heads, "_forward_mask", lambda f, inst, stage=0: mask_inputs.append(inst) or forward_mask(f, inst, stage))
+    assert "loss_mask" in run_train(heads)
+    assert all(a is b for a, b in zip(mask_inputs[0], seen[2]))
+    cfg.MODEL.ROI_BOX_CASCADE_HEAD.MASK_TRAIN_STAGE = 3
+    with pytest.raises(ValueError, match="MASK_TRAIN_STAGE"):
         build_roi_heads(cfg, input_shapes())
