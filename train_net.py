@@ -11,8 +11,8 @@ import logging
 import os
 
 import cascade_det  # noqa: F401  (compat fixes and registration, before anything else of Detectron2 runs)
+from cascade_det.checkpoint import SafeDetectionCheckpointer
 from cascade_det.engine import CascadeTrainer, RunSettings, launch, setup, write_eval_metrics
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
 
@@ -29,7 +29,9 @@ def main(args):
             )
         settings.check_weights()
         model = CascadeTrainer.build_model(cfg)
-        checkpointer = DetectionCheckpointer(model, save_dir=settings.output_dir)
+        checkpointer = SafeDetectionCheckpointer(
+            model, save_dir=settings.output_dir, allow_unsafe_pickle=settings.allow_unsafe_pickle
+        )
         checkpoint = checkpointer.resume_or_load(settings.weights, resume=args.resume)
         results = CascadeTrainer.test(cfg, model)
         if comm.is_main_process():

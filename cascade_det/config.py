@@ -31,6 +31,8 @@ def add_cascade_config(cfg: CN) -> CN:
     cascade.TEST_SCORE_ENSEMBLE = "mean_probs"
     cascade.MASK_PER_STAGE = False  # True: one mask head per stage, masks averaged at test (MMDetection)
     cascade.MASK_TRAIN_STAGE = 0  # one mask head: trained on this stage's RoIs (0 Detectron2, T-1 the authors')
+    # Load checkpoints with arbitrary unpickling (runs code a file may carry): only for trusted files.
+    cfg.MODEL.ALLOW_UNSAFE_PICKLE = False
     # Evaluate each stage's own detections too (cascade_det.evaluation.PerStageCOCOEvaluator).
     cfg.TEST.PER_STAGE_EVAL = False
     # Detectron2's cascade is class-agnostic; this is the default a cascade config starts from.

@@ -15,7 +15,6 @@ from typing import Dict, List, Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode, instantiate
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, default_writers, hooks
 from detectron2.engine.defaults import create_ddp_model
@@ -26,6 +25,7 @@ from detectron2.utils import comm
 from detectron2.utils.events import EventStorage, JSONWriter
 from detectron2.utils.logger import setup_logger
 
+from ..checkpoint import SafeDetectionCheckpointer
 from ..data import check_dataset_files
 from ..evaluation import PerStageCOCOEvaluator
 
@@ -58,6 +58,7 @@ class RunSettings:
     test_datasets: List[str]
     ddp: Dict = field(default_factory=dict)
     per_stage_eval: bool = False  # add PerStageCOCOEvaluator to every evaluation
+    allow_unsafe_pickle: bool = False  # load checkpoints with arbitrary unpickling (trusted files only)
     lazy: bool = False
 
     @property
@@ -86,6 +87,7 @@ class RunSettings:
                 test_datasets=_names(cfg.dataloader.test.dataset.names),
                 ddp=OmegaConf.to_container(train.ddp, resolve=True),
                 per_stage_eval=bool(train.get("per_stage_eval", False)),
+                allow_unsafe_pickle=bool(train.get("allow_unsafe_pickle", False)),
                 lazy=True,
             )
         return cls(
@@ -101,6 +103,7 @@ class RunSettings:
             test_datasets=list(cfg.DATASETS.TEST),
             ddp={"broadcast_buffers": False},
             per_stage_eval=bool(cfg.TEST.get("PER_STAGE_EVAL", False)),
+            allow_unsafe_pickle=bool(cfg.MODEL.get("ALLOW_UNSAFE_PICKLE", False)),
         )
 
 
@@ -156,7 +159,9 @@ class CascadeTrainer(DefaultTrainer):
         model = create_ddp_model(model, **settings.ddp)
         self._trainer = (AMPTrainer if settings.amp else SimpleTrainer)(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = DetectionCheckpointer(model, settings.output_dir, trainer=weakref.proxy(self))
+        self.checkpointer = SafeDetectionCheckpointer(
+            model, settings.output_dir, allow_unsafe_pickle=settings.allow_unsafe_pickle, trainer=weakref.proxy(self)
+        )
         self.start_iter = 0
         self.max_iter = settings.max_iter
         self.cfg = cfg

@@ -18,6 +18,7 @@ from cascade_det.config import lazy_cascade_stages
 from ..common.coco_schedule import epoch_schedule
 from ..common.data.coco import dataloader
 from ..common.models.cascade_rcnn_fpn import model
+from ..common.train import train
 
 bottom_up = model.backbone.bottom_up
 bottom_up.stages.stride_in_1x1 = False  # torchvision ("pytorch") style
@@ -39,7 +40,6 @@ model.roi_heads.update(
     test_score_ensemble="mean_logits",
 )
 
-train = model_zoo.get_config("common/train.py").train
 train.max_iter, lr_multiplier = epoch_schedule(epochs=12, step_epochs=[8, 11])
 train.update(
     output_dir="./output/coco_cascade_rcnn_R_50_FPN_1x",

@@ -9,7 +9,6 @@ RoIs, two 256-d FCs per stage.
 import torch
 from fvcore.common.param_scheduler import MultiStepParamScheduler
 
-from detectron2 import model_zoo
 from detectron2.config import LazyCall as L
 from detectron2.layers import ShapeSpec
 from detectron2.solver import WarmupParamScheduler
@@ -18,6 +17,7 @@ from detectron2.solver.build import get_default_optimizer_params
 from cascade_det.config import lazy_cascade_stages
 
 from ..common.data.shapes import dataloader
+from ..common.train import train
 from ..common.models.cascade_rcnn_fpn import model
 
 CHANNELS = 64
@@ -43,7 +43,6 @@ model.roi_heads.update(
     **lazy_cascade_stages(pooled_shape=ShapeSpec(channels=CHANNELS, height=7, width=7), fc_dims=(256, 256))
 )
 
-train = model_zoo.get_config("common/train.py").train
 train.update(
     output_dir="./output/shapes_cascade_rcnn_R_18_FPN",
     max_iter=600,
@@ -52,7 +51,6 @@ train.update(
     device="cpu",
     seed=0,
     per_stage_eval=True,  # also report each stage's AP (and a plot) at every evaluation
-    reference_world_size=0,  # the batch is the batch, however many processes share it
 )
 train.checkpointer.update(period=300, max_to_keep=2)
 

@@ -123,3 +123,17 @@ def test_missing_coco_says_where_it_looked_and_how_to_point_elsewhere(tmp_path):
     assert proc.returncode != 0
     assert "coco/annotations/instances_train2017.json does not exist" in proc.stdout
     assert "DETECTRON2_DATASETS" in proc.stdout
+
+
+def test_eval_only_refuses_a_checkpoint_carrying_code(tmp_path):
+    import torch
+
+    from ..test_checkpoint import CodePayload
+
+    marker = tmp_path / "payload_ran"
+    path = tmp_path / "evil.pth"
+    torch.save({"model": {}, "extra": CodePayload(str(marker))}, str(path))
+    proc = run_train_net("--config-file", LAZY, "--eval-only", f"train.init_checkpoint={path}",
+                         f"train.output_dir={tmp_path}")
+    assert proc.returncode != 0 and "UnsafeCheckpointError" in proc.stdout and "allow_unsafe_pickle" in proc.stdout
+    assert not marker.exists()

@@ -1,0 +1,139 @@
+"""Checkpoint loading that never runs code from a file unless the user says so, and safetensors support.
+
+A `.pth` or `.pkl` checkpoint is a pickle, and unpickling can execute arbitrary code. `SafeDetectionCheckpointer`
+loads:
+  .pth          with `torch.load(weights_only=True)`: tensors, containers and numbers only;
+  .pkl          (Detectron2 model zoo, Detectron/Caffe2, converted ImageNet backbones) with an unpickler that
+                only builds numpy arrays and plain containers;
+  .safetensors  model weights, no pickle at all.
+Anything else in a pickle is refused with `UnsafeCheckpointError`, whose message names the file and the flag that
+allows it (`train.allow_unsafe_pickle=True` / `MODEL.ALLOW_UNSAFE_PICKLE True`), to be used only for trusted files.
+
+    python -m cascade_det.checkpoint to-safetensors model_final.pth model_final.safetensors
+"""
+import argparse
+import io
+import logging
+import os
+import pickle
+from typing import Dict
+
+import torch
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.utils.file_io import PathManager
+
+__all__ = ["SafeDetectionCheckpointer", "UnsafeCheckpointError", "load_safe_pickle", "save_safetensors"]
+
+logger = logging.getLogger(__name__)
+
+# What a weights pickle needs to rebuild numpy arrays and containers; nothing here runs user-chosen code.
+_PICKLE_ALLOWED = {
+    ("collections", "OrderedDict"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+    ("_codecs", "encode"),  # how Python 3 pickles bytes at protocol 2
+}
+_UNSAFE_FLAG = "train.allow_unsafe_pickle=True (LazyConfig) or MODEL.ALLOW_UNSAFE_PICKLE True (yacs)"
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint holds pickled objects beyond weights; loading it could execute code."""
+
+
+def _refuse(path: str, detail: str) -> UnsafeCheckpointError:
+    return UnsafeCheckpointError(
+        f"Refusing to load {path}: it contains pickled Python objects beyond weights ({detail}), and unpickling "
+        f"them could execute code. If you trust this file, set {_UNSAFE_FLAG}; or convert it once, in a trusted "
+        "environment, to .safetensors (python -m cascade_det.checkpoint to-safetensors IN OUT)."
+    )
+
+
+class _WeightsUnpickler(pickle.Unpickler):
+    def __init__(self, file, path):
+        super().__init__(file, encoding="latin1")
+        self._path = path
+
+    def find_class(self, module, name):
+        if (module, name) in _PICKLE_ALLOWED:
+            return super().find_class(module, name)
+        raise _refuse(self._path, f"a reference to {module}.{name}")
+
+
+def load_safe_pickle(path: str):
+    """Unpickle a weights file (dicts of numpy arrays) without running any code it may carry."""
+    with PathManager.open(path, "rb") as f:
+        return _WeightsUnpickler(io.BytesIO(f.read()), path).load()
+
+
+def save_safetensors(state_dict: Dict[str, torch.Tensor], path: str) -> None:
+    """Write model weights as .safetensors (tensors made contiguous; shared storage is copied)."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().contiguous().clone() for k, v in state_dict.items()}, path)
+
+
+class SafeDetectionCheckpointer(DetectionCheckpointer):
+    """`DetectionCheckpointer` whose loading runs no pickled code unless `allow_unsafe_pickle` is set."""
+
+    def __init__(self, model, save_dir="", *, allow_unsafe_pickle: bool = False, **kwargs):
+        super().__init__(model, save_dir, **kwargs)
+        self.allow_unsafe_pickle = allow_unsafe_pickle
+
+    def _load_file(self, filename: str):
+        if filename.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            return {"model": load_file(filename), "__author__": "safetensors"}
+        if self.allow_unsafe_pickle:
+            logger.warning("Loading %s with arbitrary unpickling (allow_unsafe_pickle is set)", filename)
+            if filename.endswith(".pkl"):
+                return super()._load_file(filename)
+            with PathManager.open(filename, "rb") as f:
+                loaded = torch.load(f, map_location="cpu", weights_only=False)
+            return loaded if "model" in loaded else {"model": loaded}
+        if filename.endswith(".pkl"):
+            return self._wrap_pickle(load_safe_pickle(filename))
+        try:
+            with PathManager.open(filename, "rb") as f:
+                loaded = torch.load(f, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise _refuse(filename, first_line) from e
+        return loaded if "model" in loaded else {"model": loaded}
+
+    @staticmethod
+    def _wrap_pickle(data) -> dict:
+        """The layouts Detectron2 reads from .pkl files: its own {"model", "__author__"} dicts, and Caffe2 /
+        converted-backbone blobs that need its name-matching heuristics."""
+        if "model" in data and "__author__" in data:
+            return data
+        if "blobs" in data:
+            data = data["blobs"]
+        data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
+        return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m cascade_det.checkpoint", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    export = sub.add_parser("to-safetensors", help="write a checkpoint's model weights as .safetensors")
+    export.add_argument("input", help="a .pth or .pkl checkpoint")
+    export.add_argument("output", help="the .safetensors file to write (must not exist)")
+    export.add_argument("--allow-unsafe-pickle", action="store_true", help="unpickle arbitrary objects (trusted files)")
+    args = parser.parse_args(argv)
+    if os.path.exists(args.output):
+        parser.error(f"{args.output} exists; not overwriting it")
+    checkpointer = SafeDetectionCheckpointer(torch.nn.Module(), allow_unsafe_pickle=args.allow_unsafe_pickle)
+    weights = checkpointer._load_file(args.input)["model"]
+    tensors = {k: torch.as_tensor(v) for k, v in weights.items()}
+    save_safetensors(tensors, args.output)
+    print(f"wrote {len(tensors)} tensors to {args.output}")
+
+
+if __name__ == "__main__":
+    main()
