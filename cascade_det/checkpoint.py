@@ -83,6 +83,26 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
     def __init__(self, model, save_dir="", *, allow_unsafe_pickle: bool = False, **kwargs):
         super().__init__(model, save_dir, **kwargs)
         self.allow_unsafe_pickle = allow_unsafe_pickle
+        self.last_load_report: Dict[str, list] = {}
+
+    def _load_model(self, checkpoint):
+        """Load as Detectron2 does, then report what was matched (logged, and kept in `last_load_report`)."""
+        incompatible = super()._load_model(checkpoint)
+        skipped = {k for k, *_ in incompatible.incorrect_shapes} | set(incompatible.missing_keys)
+        model_keys = list(self.model.state_dict())
+        self.last_load_report = {
+            "matched": [k for k in model_keys if k not in skipped],
+            "missing": list(incompatible.missing_keys),
+            "unexpected": list(incompatible.unexpected_keys),
+            "incorrect_shapes": [k for k, *_ in incompatible.incorrect_shapes],
+        }
+        report = self.last_load_report
+        logger.info(
+            "Checkpoint matched %d of %d model tensors (%d missing, %d with another shape, %d unused in the file)",
+            len(report["matched"]), len(model_keys), len(report["missing"]), len(report["incorrect_shapes"]),
+            len(report["unexpected"]),
+        )
+        return incompatible
 
     def _load_file(self, filename: str):
         if filename.endswith(".safetensors"):
