@@ -6,6 +6,9 @@ loads:
   .pkl          (Detectron2 model zoo, Detectron/Caffe2, converted ImageNet backbones) with an unpickler that
                 only builds numpy arrays and plain containers;
   .safetensors  model weights, no pickle at all.
+A torchvision ImageNet ResNet file (`resnet50-*.pth`, the MMDetection recipe's initialisation) is recognised and
+renamed for Detectron2's backbone; MSRA `R-50.pkl` (Detectron2's recipes) goes through Detectron2's own
+Caffe2-name conversion.
 Anything else in a pickle is refused with `UnsafeCheckpointError`, whose message names the file and the flag that
 allows it (`train.allow_unsafe_pickle=True` / `MODEL.ALLOW_UNSAFE_PICKLE True`), to be used only for trusted files.
 
@@ -16,6 +19,7 @@ import io
 import logging
 import os
 import pickle
+import re
 from typing import Dict
 
 import torch
@@ -23,7 +27,13 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils.file_io import PathManager
 
-__all__ = ["SafeDetectionCheckpointer", "UnsafeCheckpointError", "load_safe_pickle", "save_safetensors"]
+__all__ = [
+    "SafeDetectionCheckpointer",
+    "UnsafeCheckpointError",
+    "load_safe_pickle",
+    "save_safetensors",
+    "torchvision_resnet_to_detectron2",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +115,9 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
         return incompatible
 
     def _load_file(self, filename: str):
+        return _from_torchvision_resnet(self._read_file(filename))
+
+    def _read_file(self, filename: str):
         if filename.endswith(".safetensors"):
             from safetensors.torch import load_file
 
@@ -136,6 +149,42 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
             data = data["blobs"]
         data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
         return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
+
+
+_TORCHVISION_RESNET = re.compile(r"^layer(\d)\.(\d+)\.(conv|bn)(\d)\.(.+)$")
+_TORCHVISION_SHORTCUT = re.compile(r"^layer(\d)\.(\d+)\.downsample\.([01])\.(.+)$")
+
+
+def torchvision_resnet_to_detectron2(weights: Dict[str, torch.Tensor], prefix: str = "backbone.bottom_up.") -> Dict:
+    """Rename a torchvision ResNet/ResNeXt ImageNet state dict (`resnet50-*.pth`: conv1, bn1, layer1.0.conv1, ...,
+    layer1.0.downsample.0/1, fc) to Detectron2's ResNet names under `prefix` (stem.conv1, stem.conv1.norm,
+    res2.0.conv1, res2.0.conv1.norm, ..., res2.0.shortcut(.norm)). The classifier (fc) and BN step counters
+    are dropped. Use it with a torchvision-style backbone (stride in the 3x3 conv: stride_in_1x1=False)."""
+    out = {}
+    for key, value in weights.items():
+        if key.startswith("fc.") or key.endswith("num_batches_tracked"):
+            continue
+        if key.startswith(("conv1.", "bn1.")):
+            name = "stem.conv1." + ("norm." if key.startswith("bn1.") else "") + key.split(".", 1)[1]
+        elif m := _TORCHVISION_RESNET.match(key):
+            stage, block, kind, index, rest = m.groups()
+            name = f"res{int(stage) + 1}.{block}.conv{index}." + ("norm." if kind == "bn" else "") + rest
+        elif m := _TORCHVISION_SHORTCUT.match(key):
+            stage, block, part, rest = m.groups()
+            name = f"res{int(stage) + 1}.{block}.shortcut." + ("norm." if part == "1" else "") + rest
+        else:
+            raise KeyError(f"{key} is not a torchvision ResNet parameter name")
+        out[prefix + name] = value
+    return out
+
+
+def _from_torchvision_resnet(checkpoint: dict) -> dict:
+    """A torchvision ImageNet ResNet file, recognised by its layout, renamed for Detectron2's ResNet."""
+    weights = checkpoint.get("model", checkpoint)
+    if "fc.weight" in weights and "layer1.0.conv1.weight" in weights:
+        logger.info("Reading torchvision ImageNet ResNet weights; renaming them for the Detectron2 backbone")
+        return {"model": torchvision_resnet_to_detectron2(weights), "__author__": "torchvision"}
+    return checkpoint
 
 
 def main(argv=None) -> None:

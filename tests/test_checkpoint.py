@@ -113,3 +113,37 @@ def test_detectron2_model_zoo_cascade_mask_checkpoint_loads_completely_and_predi
     torch.testing.assert_close(got.scores, expected.scores, rtol=0, atol=1e-5)
     assert torch.equal(got.pred_classes, expected.pred_classes)
     torch.testing.assert_close(got.pred_masks.float(), expected.pred_masks.float())
+
+
+def test_torchvision_imagenet_resnet50_file_initialises_the_torchvision_style_backbone(tmp_path):
+    """torchvision's resnet50 state dict, saved as its .pth files are, loads through train.init_checkpoint into the
+    COCO 1x config's backbone: every backbone tensor matched, and the stem and a shortcut carry its values."""
+    import torchvision
+
+    from cascade_det.engine import load_config
+    from detectron2.config import instantiate
+
+    from .conftest import ROOT
+
+    torch.manual_seed(0)
+    resnet = torchvision.models.resnet50()
+    path = str(tmp_path / "resnet50-0676ba61.pth")
+    torch.save(resnet.state_dict(), path)
+    cfg = load_config(os.path.join(ROOT, "configs/COCO/cascade_rcnn_R_50_FPN_1x.py"))
+    model = instantiate(cfg.model)
+    checkpointer = SafeDetectionCheckpointer(model)
+    checkpointer.load(path)
+    report = checkpointer.last_load_report
+    backbone_keys = [k for k in model.state_dict() if k.startswith("backbone.bottom_up.")]
+    assert set(backbone_keys) <= set(report["matched"]) and not report["unexpected"]
+    state = model.state_dict()
+    assert torch.equal(state["backbone.bottom_up.stem.conv1.weight"], resnet.conv1.weight)
+    assert torch.equal(state["backbone.bottom_up.res3.0.shortcut.norm.running_var"], resnet.layer2[0].downsample[1].running_var)
+    assert torch.equal(state["backbone.bottom_up.res5.2.conv3.weight"], resnet.layer4[2].conv3.weight)
+    # torchvision puts the stride in the 3x3 conv, as the config's backbone does: same feature maps.
+    resnet.eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = resnet.layer4(resnet.layer3(resnet.layer2(resnet.layer1(resnet.maxpool(resnet.relu(resnet.bn1(resnet.conv1(x))))))))
+        got = model.backbone.bottom_up(x)["res5"]
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)

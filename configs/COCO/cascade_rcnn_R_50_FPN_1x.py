@@ -8,8 +8,8 @@ derives from this file. What makes it MMDetection's recipe rather than Detectron
   cascade    512 RoIs re-sampled at 25% positive every stage, stage loss weights [1, 0.5, 0.25], smooth-L1
              beta 1 box loss, mean of the stages' logits at test
   schedule   SGD lr 0.02 at batch 16, 12 epochs, lr x0.1 after epochs 8 and 11, 500 warm-up iterations
-Initialise from torchvision's ImageNet ResNet-50 (train.init_checkpoint=/path/to/resnet50 weights converted to
-Detectron2 names); nothing is downloaded.
+Initialise from torchvision's ImageNet ResNet-50 file (train.init_checkpoint=/path/to/resnet50-0676ba61.pth, loaded
+and renamed as it is); nothing is downloaded.
 """
 from detectron2 import model_zoo
 
