@@ -161,7 +161,7 @@ class CascadeRCNNROIHeads(StandardROIHeads):
                 f"mask_train_stage={mask_train_stage} (MODEL.ROI_BOX_CASCADE_HEAD.MASK_TRAIN_STAGE) is not a stage "
                 f"of this {num_stages}-stage cascade"
             )
-        # The first matcher labels the RPN proposals, in the base class's sampling.
+        # The base class wants one matcher (for its own sampling, which we replace by _label_and_sample).
         super().__init__(
             box_in_features=box_in_features,
             box_pooler=box_pooler,
