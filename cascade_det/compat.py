@@ -131,7 +131,7 @@ def coco_eval_fallback() -> None:
     from detectron2.evaluation import coco_evaluation
     from pycocotools.cocoeval import COCOeval
 
-    if sys.modules["detectron2._C"].__file__ == __file__:  # only when the C++ build is absent
+    if getattr(sys.modules.get("detectron2._C"), "__file__", None) == __file__:  # only without the C++ build
         coco_evaluation.COCOeval_opt = COCOeval
 
 

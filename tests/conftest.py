@@ -1,20 +1,24 @@
 """Shared fixtures. Every test runs on the CPU with 2 threads; the embedded dataset is generated once per session
 into a temporary folder (CASCADE_DET_DATASETS), so tests never touch the user's cache."""
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 torch.set_num_threads(2)
+# Set before any test module imports cascade_det: the embedded datasets' metadata records this folder.
+DATASETS_DIR = tempfile.mkdtemp(prefix="cascade_det_datasets_")
+os.environ["CASCADE_DET_DATASETS"] = DATASETS_DIR
 
 
 @pytest.fixture(scope="session", autouse=True)
-def embedded_datasets_dir(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("datasets"))
-    os.environ["CASCADE_DET_DATASETS"] = path
-    yield path
+def embedded_datasets_dir():
+    yield DATASETS_DIR
+    shutil.rmtree(DATASETS_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

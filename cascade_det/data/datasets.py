@@ -2,7 +2,7 @@
 
 The embedded splits are registered under the same COCO-json path COCO itself uses (`load_coco_json` with the
 metadata `register_coco_instances` sets), and generated on first use into `$CASCADE_DET_DATASETS`
-(default `~/.cache/cascade_det/datasets`).
+(default `~/.cache/cascade_det/datasets`), read when `cascade_det` is imported.
 """
 import os
 from typing import Iterable
@@ -31,10 +31,11 @@ def embedded_root() -> str:
     return os.path.join(base, _VERSION)
 
 
-def ensure_embedded_split(name: str) -> str:
-    """Generate the split if its json is missing (once across processes); return the json path."""
+def ensure_embedded_split(name: str, root: str = None) -> str:
+    """Generate the split under `root` (default: where it was registered) if its json is missing, once across
+    processes; return the json path."""
     split, num_images, seed = EMBEDDED_DATASETS[name]
-    root = embedded_root()
+    root = root or _registered_root or embedded_root()
     json_path = os.path.join(root, "annotations", f"instances_{split}.json")
     if os.path.isfile(json_path):
         return json_path
@@ -51,20 +52,26 @@ def ensure_embedded_split(name: str) -> str:
     return json_path
 
 
-def _load_embedded(name: str):
+def _load_embedded(name: str, root: str):
     split = EMBEDDED_DATASETS[name][0]
-    return load_coco_json(ensure_embedded_split(name), os.path.join(embedded_root(), split), name)
+    return load_coco_json(ensure_embedded_split(name, root), os.path.join(root, split), name)
+
+
+_registered_root = None
 
 
 def register_embedded_datasets() -> None:
-    """Register the embedded splits (idempotent). Nothing is generated until a split is first loaded."""
+    """Register the embedded splits under `embedded_root()` as it is now (idempotent). Nothing is generated until a
+    split is first loaded."""
+    global _registered_root
     for name, (split, _, _) in EMBEDDED_DATASETS.items():
         if name in DatasetCatalog.list():
             continue
-        DatasetCatalog.register(name, lambda name=name: _load_embedded(name))
+        root = _registered_root = embedded_root()
+        DatasetCatalog.register(name, lambda name=name, root=root: _load_embedded(name, root))
         MetadataCatalog.get(name).set(
-            json_file=os.path.join(embedded_root(), "annotations", f"instances_{split}.json"),
-            image_root=os.path.join(embedded_root(), split),
+            json_file=os.path.join(root, "annotations", f"instances_{split}.json"),
+            image_root=os.path.join(root, split),
             evaluator_type="coco",
             thing_classes=list(SHAPE_CLASSES),
             thing_dataset_id_to_contiguous_id={i + 1: i for i in range(len(SHAPE_CLASSES))},

@@ -71,9 +71,14 @@ def test_unregistered_dataset_lists_the_registered_ones():
         check_dataset_files(["no_such_dataset"])
 
 
-def test_unwritable_dataset_folder_names_the_variable(tmp_path, monkeypatch):
+def test_unwritable_dataset_folder_names_the_variable(tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
-    monkeypatch.setenv("CASCADE_DET_DATASETS", str(blocked))
     with pytest.raises(OSError, match="CASCADE_DET_DATASETS"):
-        ensure_embedded_split("cascade_shapes_train")
+        ensure_embedded_split("cascade_shapes_train", root=str(blocked / "shapes_v2"))
+
+
+def test_embedded_metadata_points_at_the_folder_the_loader_fills():
+    json_file = MetadataCatalog.get("cascade_shapes_train").json_file
+    assert json_file == ensure_embedded_split("cascade_shapes_train") and os.path.isfile(json_file)
+    assert json_file.startswith(os.environ["CASCADE_DET_DATASETS"])
