@@ -29,6 +29,9 @@ def add_cascade_config(cfg: CN) -> CN:
     cascade.STAGE_SAMPLING = "relabel"
     cascade.STAGE_LOSS_WEIGHTS = []
     cascade.TEST_SCORE_ENSEMBLE = "mean_probs"
+    # Box loss per stage, e.g. ["smooth_l1", "smooth_l1", "giou"] and [0.0, 1.0, 0.0]; [] = ROI_BOX_HEAD's for all.
+    cascade.BBOX_REG_LOSS_TYPES = []
+    cascade.SMOOTH_L1_BETAS = []
     cascade.MASK_PER_STAGE = False  # True: one mask head per stage, masks averaged at test (MMDetection)
     cascade.MASK_TRAIN_STAGE = 0  # one mask head: trained on this stage's RoIs (0 Detectron2, T-1 the authors')
     # Load checkpoints with arbitrary unpickling (runs code a file may carry): only for trusted files.

@@ -110,13 +110,22 @@ class CascadeOutputLayers(nn.Module):
     @classmethod
     def from_config(cls, cfg, input_shape, stage: int = 0):
         cascade = cfg.MODEL.ROI_BOX_CASCADE_HEAD
+        box_head = cfg.MODEL.ROI_BOX_HEAD
+        # Per-stage box losses where given (one entry per stage), else ROI_BOX_HEAD's for every stage.
+        loss_types = list(cascade.get("BBOX_REG_LOSS_TYPES", [])) or [box_head.BBOX_REG_LOSS_TYPE] * (stage + 1)
+        betas = list(cascade.get("SMOOTH_L1_BETAS", [])) or [box_head.SMOOTH_L1_BETA] * (stage + 1)
+        for key, values in (("BBOX_REG_LOSS_TYPES", loss_types), ("SMOOTH_L1_BETAS", betas)):
+            if len(values) <= stage:
+                raise ValueError(
+                    f"MODEL.ROI_BOX_CASCADE_HEAD.{key} has {len(values)} entries: give one per stage, or none"
+                )
         return {
             "input_shape": input_shape,
             "box2box_transform": Box2BoxTransform(weights=cascade.BBOX_REG_WEIGHTS[stage]),
             "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
             "cls_agnostic_bbox_reg": cfg.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG,
-            "box_reg_loss_type": cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE,
-            "smooth_l1_beta": cfg.MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA,
+            "box_reg_loss_type": loss_types[stage],
+            "smooth_l1_beta": betas[stage],
             "loss_weight": {"loss_box_reg": cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT},
             "test_score_thresh": cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
             "test_nms_thresh": cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST,

@@ -68,3 +68,15 @@ def test_config_names_a_registered_predictor():
     cfg.MODEL.ROI_BOX_CASCADE_HEAD.PREDICTOR_NAME = "NoSuchPredictor"
     with pytest.raises(KeyError, match="NoSuchPredictor"):
         build_roi_heads(cfg, input_shapes())
+
+
+def test_box_loss_can_differ_per_stage():
+    cfg = small_cascade_cfg()
+    cfg.MODEL.ROI_BOX_CASCADE_HEAD.BBOX_REG_LOSS_TYPES = ["smooth_l1", "smooth_l1", "giou"]
+    cfg.MODEL.ROI_BOX_CASCADE_HEAD.SMOOTH_L1_BETAS = [0.0, 1.0, 0.0]
+    heads = build_roi_heads(cfg, input_shapes())
+    assert [p.box_reg_loss_type for p in heads.box_predictor] == ["smooth_l1", "smooth_l1", "giou"]
+    assert [p.smooth_l1_beta for p in heads.box_predictor] == [0.0, 1.0, 0.0]
+    cfg.MODEL.ROI_BOX_CASCADE_HEAD.BBOX_REG_LOSS_TYPES = ["giou", "giou"]
+    with pytest.raises(ValueError, match="BBOX_REG_LOSS_TYPES has 2 entries"):
+        build_roi_heads(cfg, input_shapes())
