@@ -124,17 +124,16 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
             return {"model": load_file(filename), "__author__": "safetensors"}
         if self.allow_unsafe_pickle:
             logger.warning("Loading %s with arbitrary unpickling (allow_unsafe_pickle is set)", filename)
-            if filename.endswith(".pkl"):
-                return super()._load_file(filename)
-            with PathManager.open(filename, "rb") as f:
-                loaded = torch.load(f, map_location="cpu", weights_only=False)
-            return loaded if "model" in loaded else {"model": loaded}
         if filename.endswith(".pkl"):
+            if self.allow_unsafe_pickle:
+                return super()._load_file(filename)
             return self._wrap_pickle(load_safe_pickle(filename))
         try:
             with PathManager.open(filename, "rb") as f:
-                loaded = torch.load(f, map_location="cpu", weights_only=True)
+                loaded = torch.load(f, map_location="cpu", weights_only=not self.allow_unsafe_pickle)
         except pickle.UnpicklingError as e:
+            if self.allow_unsafe_pickle:
+                raise
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise _refuse(filename, first_line) from e
         return loaded if "model" in loaded else {"model": loaded}

@@ -8,7 +8,6 @@ through `instantiate` (as Detectron2's `lazyconfig_train_net.py` does).
 import logging
 import os
 import weakref
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -260,8 +259,8 @@ class CascadeTrainer(DefaultTrainer):
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):
-        """Evaluate on every test dataset; returns {dataset: {task: {metric: value}}} (one dataset: unwrapped
-        only by Detectron2's own convention, which we keep)."""
+        """Evaluate on the test dataset(s): {task: {metric: value}} (yacs with several test datasets: keyed by
+        dataset first, as Detectron2 returns them)."""
         settings = RunSettings.from_config(cfg)
         check_dataset_files(settings.test_datasets)
         inference_dir = os.path.join(settings.output_dir, "inference")
@@ -275,18 +274,17 @@ class CascadeTrainer(DefaultTrainer):
         evaluator_cfg = cfg.dataloader.evaluator
         if evaluator_cfg.get("output_dir") is None:
             evaluator_cfg.output_dir = inference_dir
-        results = OrderedDict()
         evaluator = evaluators if evaluators is not None else instantiate(evaluator_cfg)
         name = ",".join(settings.test_datasets)
         if evaluators is None and settings.per_stage_eval:
             evaluator = [evaluator, PerStageCOCOEvaluator(name, model, inference_dir)]
         if isinstance(evaluator, (list, tuple)):
             evaluator = DatasetEvaluators(evaluator)
-        results[name] = inference_on_dataset(model, instantiate(cfg.dataloader.test), evaluator)
+        results = inference_on_dataset(model, instantiate(cfg.dataloader.test), evaluator)
         if comm.is_main_process():
             logger.info("Evaluation results for %s in csv format:", name)
-            print_csv_format(results[name])
-        return results[name] if len(results) == 1 else results
+            print_csv_format(results)
+        return results
 
 
 def write_eval_metrics(output_dir: str, results: Dict, iteration: int) -> str:
