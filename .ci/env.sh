@@ -6,13 +6,15 @@
 # The environment is pinned (.ci/constraints.txt) and built from the package registry alone:
 #   torch 2.14.1 / torchvision 0.29.1 (pip takes them from this machine's disk), Detectron2 0.6 from the
 #   `pb1-detectron2==0.6` sdist installed as pure Python (its sdist lacks the C++ sources, so the two setup.py
-#   lines that build and package them are changed before install), then our package in editable mode.
+#   lines that build and package them are changed before install), then our package in editable mode, then
+#   MMDetection for the converter's tests (.ci/requirements-mmdet-reference.txt).
 # Set CASCADE_DET_VENV to use another location.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${CASCADE_DET_VENV:-$root/.venv}"
 stamp="$venv/.cascade_det-env-ok"
-want="$(cat "$root/.ci/constraints.txt" "$root/.ci/env.sh" "$root/setup.py" | sha256sum | cut -d' ' -f1)"
+reference="$root/.ci/requirements-mmdet-reference.txt"
+want="$(cat "$root/.ci/constraints.txt" "$reference" "$root/.ci/env.sh" "$root/setup.py" | sha256sum | cut -d' ' -f1)"
 
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[env] building the virtual environment in $venv (about 3 minutes the first time)" >&2
@@ -22,6 +24,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "${pip[@]}" torch torchvision
   "$venv/bin/python" "$root/.ci/install_detectron2.py" --quiet --constraint "$root/.ci/constraints.txt"
   "${pip[@]}" --no-build-isolation -e "$root[dev]"
+  "$venv/bin/python" -m pip install --quiet --no-deps -r "$reference"
   echo "$want" > "$stamp"
 fi
 export PATH="$venv/bin:$PATH"

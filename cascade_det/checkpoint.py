@@ -2,10 +2,12 @@
 
 A `.pth` or `.pkl` checkpoint is a pickle, and unpickling can execute arbitrary code. `SafeDetectionCheckpointer`
 loads:
-  .pth          with `torch.load(weights_only=True)`: tensors, containers and numbers only;
+  .pth          with `torch.load(weights_only=True)`: tensors, containers, numbers, numpy arrays, and inert
+                stand-ins for mmengine's logged training state (MMDetection v3 checkpoints);
   .pkl          (Detectron2 model zoo, Detectron/Caffe2, converted ImageNet backbones) with an unpickler that
                 only builds numpy arrays and plain containers;
   .safetensors  model weights, no pickle at all.
+An MMDetection Cascade (Mask) R-CNN checkpoint is recognised by its layout and converted (`cascade_det.convert`).
 A torchvision ImageNet ResNet file (`resnet50-*.pth`, the MMDetection recipe's initialisation) is recognised and
 renamed for Detectron2's backbone; MSRA `R-50.pkl` (Detectron2's recipes) goes through Detectron2's own
 Caffe2-name conversion.
@@ -31,6 +33,7 @@ __all__ = [
     "SafeDetectionCheckpointer",
     "UnsafeCheckpointError",
     "load_safe_pickle",
+    "missing_weights_advice",
     "save_safetensors",
     "torchvision_resnet_to_detectron2",
 ]
@@ -49,6 +52,44 @@ _PICKLE_ALLOWED = {
     ("_codecs", "encode"),  # how Python 3 pickles bytes at protocol 2
 }
 _UNSAFE_FLAG = "train.allow_unsafe_pickle=True (LazyConfig) or MODEL.ALLOW_UNSAFE_PICKLE True (yacs)"
+
+
+
+
+class _InertMetadata:
+    """Stands in for a training-state object that frameworks pickle beside the weights (an mmengine
+    `HistoryBuffer` of logged losses, a `ConfigDict`): built from the file's data without running any code of
+    the original class, and holding nothing."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+
+def _inert_getattr(obj, name):
+    """`getattr` as an mmengine checkpoint pickles it (a HistoryBuffer's statistics methods): only on stand-ins."""
+    if obj is _InertMetadata or isinstance(obj, _InertMetadata):
+        return _InertMetadata
+    raise pickle.UnpicklingError(f"getattr({type(obj).__name__}, {name!r}) outside training metadata")
+
+
+def _numpy_globals():
+    import numpy as np
+
+    reconstruct, scalar = np._core.multiarray._reconstruct, np._core.multiarray.scalar
+    return [np.ndarray, np.dtype, *{type(np.dtype(c)) for c in "?bhilqBHILQefdgFDG"}, reconstruct, scalar,
+            (reconstruct, "numpy.core.multiarray._reconstruct"), (scalar, "numpy.core.multiarray.scalar")]
+
+
+# What `torch.load(weights_only=True)` may also build from a .pth: numpy arrays and scalars (MMDetection's and
+# Detectron2's metadata), and inert stand-ins for mmengine's training state (MMDetection v3 checkpoints).
+_TRAINING_METADATA = _numpy_globals() + [
+    (_InertMetadata, "mmengine.logging.history_buffer.HistoryBuffer"),
+    (_InertMetadata, "mmengine.config.config.ConfigDict"),
+    (_inert_getattr, "builtins.getattr"),
+]
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
@@ -87,8 +128,22 @@ def save_safetensors(state_dict: Dict[str, torch.Tensor], path: str) -> None:
     save_file({k: v.detach().contiguous().clone() for k, v in state_dict.items()}, path)
 
 
+def missing_weights_advice(path: str) -> str:
+    """What to say when a weights file is not on disk (nothing is downloaded for the user)."""
+    return (
+        f"{path} does not exist. Weights are read from local files only: put the file on this machine and give its "
+        "path: an ImageNet backbone (torchvision's resnet50-0676ba61.pth for the MMDetection-recipe configs, "
+        "MSRA's R-50.pkl for Detectron2's), a published Detectron2 or MMDetection checkpoint, or your own."
+    )
+
+
 class SafeDetectionCheckpointer(DetectionCheckpointer):
     """`DetectionCheckpointer` whose loading runs no pickled code unless `allow_unsafe_pickle` is set."""
+
+    def load(self, path: str, *args, **kwargs):
+        if path and "://" not in path and not os.path.isfile(path):
+            raise FileNotFoundError(missing_weights_advice(path))
+        return super().load(path, *args, **kwargs)
 
     def __init__(self, model, save_dir="", *, allow_unsafe_pickle: bool = False, **kwargs):
         super().__init__(model, save_dir, **kwargs)
@@ -115,7 +170,8 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
         return incompatible
 
     def _load_file(self, filename: str):
-        return _from_torchvision_resnet(self._read_file(filename))
+        checkpoint = self._read_file(filename)
+        return _from_mmdetection(checkpoint, self.model) or _from_torchvision_resnet(checkpoint)
 
     def _read_file(self, filename: str):
         if filename.endswith(".safetensors"):
@@ -129,13 +185,12 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
                 return super()._load_file(filename)
             return self._wrap_pickle(load_safe_pickle(filename))
         try:
-            with PathManager.open(filename, "rb") as f:
+            with PathManager.open(filename, "rb") as f, torch.serialization.safe_globals(_TRAINING_METADATA):
                 loaded = torch.load(f, map_location="cpu", weights_only=not self.allow_unsafe_pickle)
         except pickle.UnpicklingError as e:
             if self.allow_unsafe_pickle:
                 raise
-            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise _refuse(filename, first_line) from e
+            raise _refuse(filename, _unpickler_detail(str(e))) from e
         return loaded if "model" in loaded else {"model": loaded}
 
     @staticmethod
@@ -175,6 +230,34 @@ def torchvision_resnet_to_detectron2(weights: Dict[str, torch.Tensor], prefix: s
             raise KeyError(f"{key} is not a torchvision ResNet parameter name")
         out[prefix + name] = value
     return out
+
+
+def _unpickler_detail(message: str) -> str:
+    """The line of torch's weights-only error that says what was refused (it wraps it in generic advice)."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        if line.startswith("WeightsUnpickler error:"):
+            rest = line[len("WeightsUnpickler error:"):].strip()
+            return rest or (lines[i + 1] if i + 1 < len(lines) else line)
+    return lines[0] if lines else "unreadable pickle"
+
+
+def _from_mmdetection(checkpoint: dict, model: torch.nn.Module):
+    """An MMDetection Cascade R-CNN checkpoint, recognised by its layout, converted for `model` (its stages'
+    box-coder weights); None for any other checkpoint."""
+    from .convert import DETECTRON2_CASCADE_WEIGHTS, MMDET_CASCADE_TARGET_STDS, mmdet_state_dict, mmdet_to_detectron2
+    from .convert import stage_box_coder_weights
+
+    weights = mmdet_state_dict(checkpoint["model"])
+    if weights is None:
+        return None
+    bbox_reg_weights = stage_box_coder_weights(model) or DETECTRON2_CASCADE_WEIGHTS
+    logger.info(
+        "Reading an MMDetection checkpoint: converting it (names; box-coder stds %s to weights %s)",
+        MMDET_CASCADE_TARGET_STDS, bbox_reg_weights,
+    )
+    converted = mmdet_to_detectron2(weights, MMDET_CASCADE_TARGET_STDS[: len(bbox_reg_weights)], bbox_reg_weights)
+    return {"model": converted, "__author__": "MMDetection"}
 
 
 def _from_torchvision_resnet(checkpoint: dict) -> dict:

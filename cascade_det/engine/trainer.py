@@ -24,7 +24,7 @@ from detectron2.utils import comm
 from detectron2.utils.events import EventStorage, JSONWriter
 from detectron2.utils.logger import setup_logger
 
-from ..checkpoint import SafeDetectionCheckpointer
+from ..checkpoint import SafeDetectionCheckpointer, missing_weights_advice
 from ..data import check_dataset_files
 from ..evaluation import PerStageCOCOEvaluator
 
@@ -67,7 +67,7 @@ class RunSettings:
     def check_weights(self) -> None:
         """A local weights file that does not exist is an error naming the key (fvcore would only assert)."""
         if self.weights and "://" not in self.weights and not os.path.isfile(self.weights):
-            raise FileNotFoundError(f"{self.weights_key}={self.weights} does not exist: give the path of a checkpoint")
+            raise FileNotFoundError(f"{self.weights_key}={missing_weights_advice(self.weights)}")
 
     @classmethod
     def from_config(cls, cfg) -> "RunSettings":

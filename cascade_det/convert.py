@@ -1,0 +1,170 @@
+"""Convert MMDetection Cascade (Mask) R-CNN checkpoints to this project's Detectron2 model.
+
+    python -m cascade_det.convert mmdet cascade_rcnn_r50_fpn_1x_coco_20200316-3dc56deb.pth cascade_r50_1x.safetensors
+
+The converted file loads with `train.init_checkpoint=` / `MODEL.WEIGHTS` into a config of MMDetection's recipe
+(`configs/COCO/cascade_rcnn_R_50_FPN_1x.py` and the configs derived from it). An MMDetection checkpoint can also be
+given there directly: `SafeDetectionCheckpointer` recognises its layout and converts it on load.
+
+What differs between the two frameworks, and how each is handled:
+  names        MMDetection v2/v3 `CascadeRCNN` (ResNet, FPN, RPNHead, Shared2FCBBoxHead, FCNMaskHead per stage) to
+               Detectron2's (`_MMDET_RENAMES` below); the ResNet uses torchvision's names, renamed as a torchvision
+               ImageNet file is.
+  box coder    MMDetection decodes deltas as `d * std + mean`, Detectron2 as `d / weight`. The recipes' stds
+               (0.1, 0.1, 0.2, 0.2), (0.05, 0.05, 0.1, 0.1), (0.033, 0.033, 0.067, 0.067) are not exactly the
+               inverse of Detectron2's weights (10, 10, 5, 5), (20, 20, 10, 10), (30, 30, 15, 15) (1/0.033 = 30.3),
+               so each stage's `fc_reg` rows are multiplied by `std * weight` (and `mean * weight` added to the
+               bias): the converted model decodes exactly the boxes MMDetection decodes.
+  classes      both put the background class last (MMDetection v2+, Detectron2's `FastRCNNOutputLayers`), and
+               class-specific regression is ordered (class, 4) in both: no permutation. (MMDetection v1 put the
+               background first; its checkpoints are not supported.)
+  input        MMDetection's ResNet is torchvision-style (stride in the 3x3 conv, RGB, ImageNet mean/std): the
+               recipe configs set `stride_in_1x1=False`, `input_format="RGB"` and that mean/std. Nothing in the
+               weights changes.
+"""
+import argparse
+import logging
+import os
+import re
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+
+from .checkpoint import SafeDetectionCheckpointer, save_safetensors, torchvision_resnet_to_detectron2
+
+__all__ = ["MMDET_CASCADE_TARGET_STDS", "is_mmdet_state_dict", "mmdet_to_detectron2", "stage_box_coder_weights"]
+
+logger = logging.getLogger(__name__)
+
+# MMDetection's cascade recipes (every cascade-rcnn / cascade-mask-rcnn config of v2 and v3): the box coder's
+# target stds of stages 0, 1, 2; target means are 0.
+MMDET_CASCADE_TARGET_STDS = ((0.1, 0.1, 0.2, 0.2), (0.05, 0.05, 0.1, 0.1), (0.033, 0.033, 0.067, 0.067))
+# Detectron2's cascade box-coder weights, which our recipe configs keep.
+DETECTRON2_CASCADE_WEIGHTS = ((10.0, 10.0, 5.0, 5.0), (20.0, 20.0, 10.0, 10.0), (30.0, 30.0, 15.0, 15.0))
+
+# MMDetection name (after "neck." / "rpn_head." / "roi_head.") -> Detectron2 name; {i}/{t} are numbers.
+_MMDET_RENAMES = [
+    (r"neck\.lateral_convs\.(\d+)\.conv\.(weight|bias)", lambda i, p: f"backbone.fpn_lateral{int(i) + 2}.{p}"),
+    (r"neck\.fpn_convs\.(\d+)\.conv\.(weight|bias)", lambda i, p: f"backbone.fpn_output{int(i) + 2}.{p}"),
+    (r"rpn_head\.rpn_conv\.(weight|bias)", lambda p: f"proposal_generator.rpn_head.conv.{p}"),
+    (r"rpn_head\.rpn_cls\.(weight|bias)", lambda p: f"proposal_generator.rpn_head.objectness_logits.{p}"),
+    (r"rpn_head\.rpn_reg\.(weight|bias)", lambda p: f"proposal_generator.rpn_head.anchor_deltas.{p}"),
+    (r"roi_head\.bbox_head\.(\d+)\.shared_fcs\.(\d+)\.(weight|bias)",
+     lambda t, j, p: f"roi_heads.box_head.{t}.fc{int(j) + 1}.{p}"),
+    (r"roi_head\.bbox_head\.(\d+)\.fc_cls\.(weight|bias)", lambda t, p: f"roi_heads.box_predictor.{t}.cls_score.{p}"),
+    (r"roi_head\.bbox_head\.(\d+)\.fc_reg\.(weight|bias)", lambda t, p: f"roi_heads.box_predictor.{t}.bbox_pred.{p}"),
+    (r"roi_head\.mask_head\.(\d+)\.convs\.(\d+)\.conv\.(weight|bias)",
+     lambda t, j, p: f"roi_heads.mask_head.{t}.mask_fcn{int(j) + 1}.{p}"),
+    (r"roi_head\.mask_head\.(\d+)\.upsample\.(weight|bias)", lambda t, p: f"roi_heads.mask_head.{t}.deconv.{p}"),
+    (r"roi_head\.mask_head\.(\d+)\.conv_logits\.(weight|bias)",
+     lambda t, p: f"roi_heads.mask_head.{t}.predictor.{p}"),
+]
+_MMDET_RENAMES = [(re.compile("^" + pattern + "$"), rename) for pattern, rename in _MMDET_RENAMES]
+
+
+def is_mmdet_state_dict(weights: Dict) -> bool:
+    """True for the state dict of an MMDetection two-stage detector (its FPN and ROI-head names)."""
+    return any(k.startswith(("neck.lateral_convs.", "roi_head.bbox_head.")) for k in weights)
+
+
+def mmdet_to_detectron2(
+    weights: Dict[str, torch.Tensor],
+    target_stds: Sequence[Sequence[float]] = MMDET_CASCADE_TARGET_STDS,
+    bbox_reg_weights: Sequence[Sequence[float]] = DETECTRON2_CASCADE_WEIGHTS,
+    target_means: Optional[Sequence[Sequence[float]]] = None,
+) -> Dict[str, torch.Tensor]:
+    """Rename an MMDetection `CascadeRCNN` state dict to Detectron2's names and re-scale each stage's box
+    regression from MMDetection's (stds, means) to Detectron2's `bbox_reg_weights` (one 4-tuple per stage).
+
+    Raises KeyError for a parameter it does not know (another detector or head type), naming it, rather than
+    dropping it silently; ValueError when the number of stages differs from the stds/weights given.
+    """
+    out, box_stages = {}, set()
+    for key, value in weights.items():
+        value = torch.as_tensor(value)
+        if key.endswith("num_batches_tracked"):
+            continue
+        if key.startswith("backbone."):
+            (name, value), = torchvision_resnet_to_detectron2({key[len("backbone."):]: value}).items()
+        else:
+            for pattern, rename in _MMDET_RENAMES:
+                if m := pattern.match(key):
+                    name = rename(*m.groups())
+                    break
+            else:
+                raise KeyError(
+                    f"{key} is not a parameter of MMDetection's Cascade R-CNN (ResNet, FPN, RPNHead, "
+                    "Shared2FCBBoxHead, FCNMaskHead); other architectures are not supported by this converter"
+                )
+            if ".bbox_pred." in name:
+                box_stages.add(int(name.split(".")[2]))
+        out[name] = value
+
+    num_stages = len(box_stages)
+    for what, per_stage in (("target_stds", target_stds), ("bbox_reg_weights", bbox_reg_weights)):
+        if len(per_stage) != num_stages:
+            raise ValueError(f"the checkpoint has {num_stages} cascade stages, but {len(per_stage)} {what} were given")
+    means = target_means or [(0.0, 0.0, 0.0, 0.0)] * num_stages
+    for t in sorted(box_stages):
+        scale = torch.tensor([s * w for s, w in zip(target_stds[t], bbox_reg_weights[t])])
+        shift = torch.tensor([m * w for m, w in zip(means[t], bbox_reg_weights[t])])
+        weight, bias = (f"roi_heads.box_predictor.{t}.bbox_pred.{p}" for p in ("weight", "bias"))
+        repeats = out[weight].shape[0] // 4  # class-specific regression: (class, 4) rows
+        out[weight] = out[weight] * scale.repeat(repeats)[:, None]
+        out[bias] = out[bias] * scale.repeat(repeats) + shift.repeat(repeats)
+    return out
+
+
+def stage_box_coder_weights(model: torch.nn.Module) -> Optional[Tuple[Tuple[float, ...], ...]]:
+    """The box-coder weights of each cascade stage of a built model, or None if it has no cascade predictors."""
+    predictors = getattr(getattr(model, "roi_heads", None), "box_predictor", None)
+    if not isinstance(predictors, torch.nn.ModuleList):
+        return None
+    return tuple(tuple(float(w) for w in p.box2box_transform.weights) for p in predictors)
+
+
+def _four_floats(text: str) -> Tuple[float, ...]:
+    values = tuple(float(v) for v in text.split(","))
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 4 comma-separated numbers (x, y, w, h)")
+    return values
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m cascade_det.convert", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="source", required=True)
+    mmdet = sub.add_parser("mmdet", help="an MMDetection v2/v3 Cascade (Mask) R-CNN checkpoint")
+    mmdet.add_argument("input", help="MMDetection checkpoint (.pth), e.g. cascade_rcnn_r50_fpn_1x_coco_*.pth")
+    mmdet.add_argument("output", help="file to write: .safetensors, or .pth (weights only); must not exist")
+    mmdet.add_argument("--target-stds", type=_four_floats, nargs="+", default=MMDET_CASCADE_TARGET_STDS,
+                       help="the checkpoint's box-coder stds, one x,y,w,h per stage (default: MMDetection's recipes)")
+    mmdet.add_argument("--bbox-reg-weights", type=_four_floats, nargs="+", default=DETECTRON2_CASCADE_WEIGHTS,
+                       help="the Detectron2 config's box-coder weights per stage (default: ours and Detectron2's)")
+    mmdet.add_argument("--allow-unsafe-pickle", action="store_true", help="unpickle arbitrary objects (trusted files)")
+    args = parser.parse_args(argv)
+    if os.path.exists(args.output):
+        parser.error(f"{args.output} exists; not overwriting it")
+    if not args.output.endswith((".safetensors", ".pth")):
+        parser.error(f"{args.output}: the output must end in .safetensors or .pth")
+
+    reader = SafeDetectionCheckpointer(torch.nn.Module(), allow_unsafe_pickle=args.allow_unsafe_pickle)
+    weights = mmdet_state_dict(reader._read_file(args.input)["model"])
+    if weights is None:
+        parser.error(f"{args.input} is not an MMDetection detector checkpoint (no neck.* / roi_head.* parameters)")
+    converted = mmdet_to_detectron2(weights, args.target_stds, args.bbox_reg_weights)
+    if args.output.endswith(".safetensors"):
+        save_safetensors(converted, args.output)
+    else:
+        torch.save({"model": converted, "__author__": "MMDetection (cascade_det.convert)"}, args.output)
+    print(f"wrote {len(converted)} tensors to {args.output}")
+
+
+def mmdet_state_dict(loaded: Dict) -> Optional[Dict]:
+    """The detector state dict inside a loaded MMDetection checkpoint (its "state_dict" entry, or the dict
+    itself), or None if it is not one."""
+    weights = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
+    return weights if isinstance(weights, dict) and is_mmdet_state_dict(weights) else None
+
+
+if __name__ == "__main__":
+    main()
