@@ -269,16 +269,26 @@ def _from_torchvision_resnet(checkpoint: dict) -> dict:
     return checkpoint
 
 
+def add_file_conversion_arguments(parser: argparse.ArgumentParser, input_help: str, output_help: str) -> None:
+    """The arguments every weights-file command takes: input, output (never overwritten), --allow-unsafe-pickle."""
+    parser.add_argument("input", help=input_help)
+    parser.add_argument("output", help=output_help + "; must not exist")
+    parser.add_argument("--allow-unsafe-pickle", action="store_true", help="unpickle arbitrary objects (trusted files)")
+
+
+def parse_file_conversion_arguments(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    if os.path.exists(args.output):
+        parser.error(f"{args.output} exists; not overwriting it")
+    return args
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m cascade_det.checkpoint", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     export = sub.add_parser("to-safetensors", help="write a checkpoint's model weights as .safetensors")
-    export.add_argument("input", help="a .pth or .pkl checkpoint")
-    export.add_argument("output", help="the .safetensors file to write (must not exist)")
-    export.add_argument("--allow-unsafe-pickle", action="store_true", help="unpickle arbitrary objects (trusted files)")
-    args = parser.parse_args(argv)
-    if os.path.exists(args.output):
-        parser.error(f"{args.output} exists; not overwriting it")
+    add_file_conversion_arguments(export, "a .pth or .pkl checkpoint", "the .safetensors file to write")
+    args = parse_file_conversion_arguments(parser, argv)
     checkpointer = SafeDetectionCheckpointer(torch.nn.Module(), allow_unsafe_pickle=args.allow_unsafe_pickle)
     weights = checkpointer._load_file(args.input)["model"]
     tensors = {k: torch.as_tensor(v) for k, v in weights.items()}

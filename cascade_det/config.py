@@ -34,6 +34,12 @@ def add_cascade_config(cfg: CN) -> CN:
     cascade.SMOOTH_L1_BETAS = []
     cascade.MASK_PER_STAGE = False  # True: one mask head per stage, masks averaged at test (MMDetection)
     cascade.MASK_TRAIN_STAGE = 0  # one mask head: trained on this stage's RoIs (0 Detectron2, T-1 the authors')
+    # Pool with cascade_det's multi-threaded RoIAlign (same outputs up to float rounding); False: torchvision's.
+    cascade.FAST_ROI_ALIGN = True
+    # Speed options that keep outputs (cascade_det.modeling.speed), applied by CascadeTrainer.build_model.
+    cfg.MODEL.SPEED = CN()
+    cfg.MODEL.SPEED.FOLD_FROZEN_BN = True
+    cfg.MODEL.SPEED.CHANNELS_LAST_INFERENCE = True
     # Load checkpoints with arbitrary unpickling (runs code a file may carry): only for trusted files.
     cfg.MODEL.ALLOW_UNSAFE_PICKLE = False
     # Evaluate each stage's own detections too (cascade_det.evaluation.PerStageCOCOEvaluator).

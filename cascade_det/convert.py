@@ -24,13 +24,18 @@ What differs between the two frameworks, and how each is handled:
 """
 import argparse
 import logging
-import os
 import re
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
-from .checkpoint import SafeDetectionCheckpointer, save_safetensors, torchvision_resnet_to_detectron2
+from .checkpoint import (
+    SafeDetectionCheckpointer,
+    add_file_conversion_arguments,
+    parse_file_conversion_arguments,
+    save_safetensors,
+    torchvision_resnet_to_detectron2,
+)
 
 __all__ = ["MMDET_CASCADE_TARGET_STDS", "is_mmdet_state_dict", "mmdet_to_detectron2", "stage_box_coder_weights"]
 
@@ -134,16 +139,13 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m cascade_det.convert", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="source", required=True)
     mmdet = sub.add_parser("mmdet", help="an MMDetection v2/v3 Cascade (Mask) R-CNN checkpoint")
-    mmdet.add_argument("input", help="MMDetection checkpoint (.pth), e.g. cascade_rcnn_r50_fpn_1x_coco_*.pth")
-    mmdet.add_argument("output", help="file to write: .safetensors, or .pth (weights only); must not exist")
+    add_file_conversion_arguments(mmdet, "MMDetection checkpoint (.pth), e.g. cascade_rcnn_r50_fpn_1x_coco_*.pth",
+                                  "file to write: .safetensors, or .pth (weights only)")
     mmdet.add_argument("--target-stds", type=_four_floats, nargs="+", default=MMDET_CASCADE_TARGET_STDS,
                        help="the checkpoint's box-coder stds, one x,y,w,h per stage (default: MMDetection's recipes)")
     mmdet.add_argument("--bbox-reg-weights", type=_four_floats, nargs="+", default=DETECTRON2_CASCADE_WEIGHTS,
                        help="the Detectron2 config's box-coder weights per stage (default: ours and Detectron2's)")
-    mmdet.add_argument("--allow-unsafe-pickle", action="store_true", help="unpickle arbitrary objects (trusted files)")
-    args = parser.parse_args(argv)
-    if os.path.exists(args.output):
-        parser.error(f"{args.output} exists; not overwriting it")
+    args = parse_file_conversion_arguments(parser, argv)
     if not args.output.endswith((".safetensors", ".pth")):
         parser.error(f"{args.output}: the output must end in .safetensors or .pth")
 

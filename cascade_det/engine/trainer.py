@@ -27,6 +27,7 @@ from detectron2.utils.logger import setup_logger
 from ..checkpoint import SafeDetectionCheckpointer, missing_weights_advice
 from ..data import check_dataset_files
 from ..evaluation import PerStageCOCOEvaluator
+from ..modeling.speed import optimize_for_speed
 
 __all__ = ["CascadeTrainer", "RunSettings", "scale_to_world_size", "write_eval_metrics"]
 
@@ -220,12 +221,17 @@ class CascadeTrainer(DefaultTrainer):
 
     @classmethod
     def build_model(cls, cfg):
-        if not is_lazy(cfg):
-            return super().build_model(cfg)
-        model = instantiate(cfg.model)
-        model.to(cfg.train.device)
-        logger.info("Model:\n%s", model)
-        return model
+        if is_lazy(cfg):
+            model = instantiate(cfg.model)
+            model.to(cfg.train.device)
+            logger.info("Model:\n%s", model)
+            speed = cfg.train.get("speed", {})
+            fold, channels_last = speed.get("fold_frozen_bn", False), speed.get("channels_last_inference", False)
+        else:
+            model = super().build_model(cfg)
+            speed = cfg.MODEL.get("SPEED", {})
+            fold, channels_last = speed.get("FOLD_FROZEN_BN", False), speed.get("CHANNELS_LAST_INFERENCE", False)
+        return optimize_for_speed(model, fold_frozen_bn=fold, channels_last_inference=channels_last)
 
     @classmethod
     def build_optimizer(cls, cfg, model):

@@ -239,9 +239,16 @@ class CascadeOutputLayers(nn.Module):
             return
         pred = logits.argmax(dim=1)
         fg = gt_classes < self.num_classes
+        fg_count = fg.sum().clamp(min=1)
+        # One device-to-host copy for the four statistics (each .item() would synchronise a GPU on its own).
+        accuracy, num_fg, fg_accuracy, false_negative = torch.stack([
+            (pred == gt_classes).float().mean(),
+            fg.sum().float(),
+            ((pred == gt_classes) & fg).sum() / fg_count,
+            ((pred == self.num_classes) & fg).sum() / fg_count,
+        ]).tolist()
         storage = get_event_storage()
-        storage.put_scalar("fast_rcnn/cls_accuracy", (pred == gt_classes).float().mean().item())
-        num_fg = int(fg.sum())
+        storage.put_scalar("fast_rcnn/cls_accuracy", accuracy)
         if num_fg > 0:
-            storage.put_scalar("fast_rcnn/fg_cls_accuracy", (pred[fg] == gt_classes[fg]).float().mean().item())
-            storage.put_scalar("fast_rcnn/false_negative", (pred[fg] == self.num_classes).float().mean().item())
+            storage.put_scalar("fast_rcnn/fg_cls_accuracy", fg_accuracy)
+            storage.put_scalar("fast_rcnn/false_negative", false_negative)

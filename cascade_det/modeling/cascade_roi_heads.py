@@ -14,7 +14,7 @@ from torch.autograd.function import Function
 from torch.nn import functional as F
 
 from detectron2.config import configurable
-from detectron2.layers import ShapeSpec
+from detectron2.layers import ROIAlign, ShapeSpec
 from detectron2.modeling.matcher import Matcher
 from detectron2.modeling.proposal_generator.proposal_utils import add_ground_truth_to_proposals
 from detectron2.modeling.poolers import ROIPooler
@@ -26,6 +26,7 @@ from detectron2.structures import Boxes, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
 
 from .box_predictor import build_cascade_box_predictor
+from .roi_align import FastROIPooler
 
 __all__ = ["CascadeRCNNROIHeads", "TEST_SCORE_ENSEMBLES", "check_cascade_stages"]
 
@@ -93,6 +94,7 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         stage_loss_weights: Optional[Sequence[float]] = None,
         test_score_ensemble: str = "mean_probs",
         mask_train_stage: int = 0,
+        fast_roi_align: bool = True,
         **kwargs,
     ):
         """
@@ -116,6 +118,9 @@ class CascadeRCNNROIHeads(StandardROIHeads):
                 train it: 0 (Detectron2) or T-1 (the authors' last stage). With a list of T mask heads
                 (MMDetection), head t trains on stage t's RoIs (its loss times the stage's loss weight) and at
                 test time the heads' mask probabilities for the final boxes are averaged.
+            fast_roi_align: pool with `FastROIPooler` (same outputs as torchvision's RoIAlign up to float
+                rounding; multi-threaded forward and backward) where box_pooler / mask_pooler use ROIAlign or
+                ROIAlignV2. False keeps the poolers as given (Detectron2's).
             kwargs: the rest of `StandardROIHeads`' arguments (num_classes, sampling, mask and keypoint heads).
         """
         if "proposal_matcher" in kwargs:
@@ -170,6 +175,11 @@ class CascadeRCNNROIHeads(StandardROIHeads):
             proposal_matcher=proposal_matchers[0],
             **kwargs,
         )
+        self.fast_roi_align = fast_roi_align
+        if fast_roi_align:
+            for pooler in (self.box_pooler, getattr(self, "mask_pooler", None)):
+                if isinstance(pooler, ROIPooler) and all(isinstance(p, ROIAlign) for p in pooler.level_poolers):
+                    FastROIPooler.from_pooler(pooler)
         self.num_cascade_stages = num_stages
         self.proposal_matchers = proposal_matchers
         self.stage_sampling = stage_sampling
@@ -207,6 +217,7 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         ret["stage_loss_weights"] = list(cascade.get("STAGE_LOSS_WEIGHTS", [])) or None
         ret["test_score_ensemble"] = cascade.get("TEST_SCORE_ENSEMBLE", "mean_probs")
         ret["mask_train_stage"] = cascade.get("MASK_TRAIN_STAGE", 0)
+        ret["fast_roi_align"] = cascade.get("FAST_ROI_ALIGN", True)
         return ret
 
     @classmethod
@@ -279,6 +290,9 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         stage); inference returns per-image Instances with pred_boxes, scores, pred_classes.
         """
         features = [features[f] for f in self.box_in_features]
+        if isinstance(self.box_pooler, FastROIPooler):
+            # Channels-last once for all stages: the pooler then reads pixels as contiguous rows of C channels.
+            features = [f.contiguous(memory_format=torch.channels_last) for f in features]
         image_sizes = [p.image_size for p in proposals]
         stage_outputs: List[Tuple[Tuple[torch.Tensor, torch.Tensor], List[Instances]]] = []
         boxes = None
@@ -428,10 +442,12 @@ class CascadeRCNNROIHeads(StandardROIHeads):
                 for name, value in targets_per_image.get_fields().items():
                     if name.startswith("gt_") and not proposals_per_image.has(name):
                         proposals_per_image.set(name, value[matched_idxs[keep]])
-            fg = ((proposals_per_image.gt_classes >= 0) & (proposals_per_image.gt_classes < self.num_classes)).sum()
-            num_fg.append(fg.item())
-            num_bg.append(len(proposals_per_image) - num_fg[-1])
+            classes = proposals_per_image.gt_classes
+            num_fg.append(((classes >= 0) & (classes < self.num_classes)).sum())
+            num_bg.append(len(proposals_per_image))
             labelled.append(proposals_per_image)
+        num_fg = torch.stack(num_fg).tolist()  # one device-to-host copy for the batch, not one per image
+        num_bg = [n - fg for n, fg in zip(num_bg, num_fg)]
         storage = get_event_storage()
         storage.put_scalar(f"stage{stage}/roi_head/num_fg_samples", sum(num_fg) / len(num_fg))
         storage.put_scalar(f"stage{stage}/roi_head/num_bg_samples", sum(num_bg) / len(num_bg))

@@ -7,4 +7,7 @@ train.update(
     reference_world_size=0,  # >0: batch, lr and schedule scale with the process count (see README)
     allow_unsafe_pickle=False,  # True: load checkpoints with arbitrary unpickling (trusted files only)
     seed=-1,
+    # Speed options that keep outputs (cascade_det.modeling.speed): frozen BN folded into the convolutions,
+    # channels-last convolutions at inference. Applied by CascadeTrainer.build_model.
+    speed=dict(fold_frozen_bn=True, channels_last_inference=True),
 )
