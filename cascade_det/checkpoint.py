@@ -245,6 +245,7 @@ def _unpickler_detail(message: str) -> str:
 def _from_mmdetection(checkpoint: dict, model: torch.nn.Module):
     """An MMDetection Cascade R-CNN checkpoint, recognised by its layout, converted for `model` (its stages'
     box-coder weights); None for any other checkpoint."""
+    # Imported here: cascade_det.convert builds on this module.
     from .convert import DETECTRON2_CASCADE_WEIGHTS, MMDET_CASCADE_TARGET_STDS, mmdet_state_dict, mmdet_to_detectron2
     from .convert import stage_box_coder_weights
 

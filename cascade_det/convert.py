@@ -128,6 +128,13 @@ def stage_box_coder_weights(model: torch.nn.Module) -> Optional[Tuple[Tuple[floa
     return tuple(tuple(float(w) for w in p.box2box_transform.weights) for p in predictors)
 
 
+def mmdet_state_dict(loaded: Dict) -> Optional[Dict]:
+    """The detector state dict inside a loaded MMDetection checkpoint (its "state_dict" entry, or the dict
+    itself), or None if it is not one."""
+    weights = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
+    return weights if isinstance(weights, dict) and is_mmdet_state_dict(weights) else None
+
+
 def _four_floats(text: str) -> Tuple[float, ...]:
     values = tuple(float(v) for v in text.split(","))
     if len(values) != 4:
@@ -159,13 +166,6 @@ def main(argv=None) -> None:
     else:
         torch.save({"model": converted, "__author__": "MMDetection (cascade_det.convert)"}, args.output)
     print(f"wrote {len(converted)} tensors to {args.output}")
-
-
-def mmdet_state_dict(loaded: Dict) -> Optional[Dict]:
-    """The detector state dict inside a loaded MMDetection checkpoint (its "state_dict" entry, or the dict
-    itself), or None if it is not one."""
-    weights = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
-    return weights if isinstance(weights, dict) and is_mmdet_state_dict(weights) else None
 
 
 if __name__ == "__main__":

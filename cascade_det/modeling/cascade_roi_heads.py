@@ -290,8 +290,9 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         stage); inference returns per-image Instances with pred_boxes, scores, pred_classes.
         """
         features = [features[f] for f in self.box_in_features]
-        if isinstance(self.box_pooler, FastROIPooler):
+        if isinstance(self.box_pooler, FastROIPooler) and features[0].device.type == "cpu":
             # Channels-last once for all stages: the pooler then reads pixels as contiguous rows of C channels.
+            # (On a GPU it defers to torchvision's kernel, which wants NCHW.)
             features = [f.contiguous(memory_format=torch.channels_last) for f in features]
         image_sizes = [p.image_size for p in proposals]
         stage_outputs: List[Tuple[Tuple[torch.Tensor, torch.Tensor], List[Instances]]] = []
