@@ -14,7 +14,7 @@ from torch.autograd.function import Function
 from torch.nn import functional as F
 
 from detectron2.config import configurable
-from detectron2.layers import ROIAlign, ShapeSpec
+from detectron2.layers import ShapeSpec
 from detectron2.modeling.matcher import Matcher
 from detectron2.modeling.proposal_generator.proposal_utils import add_ground_truth_to_proposals
 from detectron2.modeling.poolers import ROIPooler
@@ -175,10 +175,9 @@ class CascadeRCNNROIHeads(StandardROIHeads):
             proposal_matcher=proposal_matchers[0],
             **kwargs,
         )
-        self.fast_roi_align = fast_roi_align
         if fast_roi_align:
             for pooler in (self.box_pooler, getattr(self, "mask_pooler", None)):
-                if isinstance(pooler, ROIPooler) and all(isinstance(p, ROIAlign) for p in pooler.level_poolers):
+                if isinstance(pooler, ROIPooler) and FastROIPooler.supports(pooler):
                     FastROIPooler.from_pooler(pooler)
         self.num_cascade_stages = num_stages
         self.proposal_matchers = proposal_matchers

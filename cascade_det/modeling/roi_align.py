@@ -12,12 +12,12 @@ when sampling_ratio is 0), the same bilinear rules at the borders (points beyond
 points in (-1, 0] clamp to 0, the last row/column is repeated), averaged over the bin's points. Only the summation
 order differs (float rounding). `FastROIPooler` is Detectron2's `ROIPooler` (same level assignment) using it.
 """
-import math
 from typing import List
 
 import torch
 from torch.nn import functional as F
 
+from detectron2.layers import ROIAlign
 from detectron2.modeling.poolers import ROIPooler, assign_boxes_to_levels, convert_boxes_to_pooler_format
 from detectron2.structures import Boxes
 
@@ -95,19 +95,23 @@ class FastROIPooler(ROIPooler):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._check_supported()
+        self._check_supported(self)
+
+    @staticmethod
+    def supports(pooler: ROIPooler) -> bool:
+        """Whether `pooler` pools with ROIAlign / ROIAlignV2 at every level (what this class computes)."""
+        return all(isinstance(level, ROIAlign) for level in pooler.level_poolers)
 
     @classmethod
     def from_pooler(cls, pooler: ROIPooler) -> "FastROIPooler":
         """Turn a built ROIAlign / ROIAlignV2 `ROIPooler` into a FastROIPooler (in place; it has no weights)."""
+        cls._check_supported(pooler)
         pooler.__class__ = cls
-        pooler._check_supported()
         return pooler
 
-    def _check_supported(self):
-        from detectron2.layers import ROIAlign
-
-        if not all(isinstance(level, ROIAlign) for level in self.level_poolers):
+    @classmethod
+    def _check_supported(cls, pooler: ROIPooler) -> None:
+        if not cls.supports(pooler):
             raise ValueError("FastROIPooler supports pooler_type ROIAlign and ROIAlignV2 only")
 
     def forward(self, x: List[torch.Tensor], box_lists: List[Boxes]):
