@@ -11,8 +11,7 @@ import logging
 import os
 
 import cascade_det  # noqa: F401  (compat fixes and registration, before anything else of Detectron2 runs)
-from cascade_det.checkpoint import SafeDetectionCheckpointer
-from cascade_det.engine import CascadeTrainer, RunSettings, launch, setup, write_eval_metrics
+from cascade_det.engine import CascadeTrainer, launch, setup
 from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
 
@@ -20,30 +19,14 @@ logger = logging.getLogger("cascade_det")
 
 
 def main(args):
-    cfg = setup(args)
-    settings = RunSettings.from_config(cfg)
+    run = setup(args)  # every check that can refuse the run happens here, before anything is written
     if args.eval_only:
-        if not settings.weights and not args.resume:
-            raise ValueError(
-                "--eval-only needs weights: add train.init_checkpoint=PATH (LazyConfig) or MODEL.WEIGHTS PATH (yacs)"
-            )
-        settings.check_weights()
-        model = CascadeTrainer.build_model(cfg)
-        checkpointer = SafeDetectionCheckpointer(
-            model, save_dir=settings.output_dir, allow_unsafe_pickle=settings.allow_unsafe_pickle
-        )
-        checkpoint = checkpointer.resume_or_load(settings.weights, resume=args.resume)
-        results = CascadeTrainer.test(cfg, model)
-        if comm.is_main_process():
-            path = write_eval_metrics(settings.output_dir, results, checkpoint.get("iteration", 0))
-            logger.info("Evaluation metrics appended to %s", path)
-        return results
-
-    trainer = CascadeTrainer(cfg)
+        return CascadeTrainer.evaluate_checkpoint(run, resume=args.resume)
+    trainer = CascadeTrainer(run)
     trainer.resume_or_load(resume=args.resume)
     results = trainer.train()
     if comm.is_main_process():
-        out = os.path.abspath(settings.output_dir)
+        out = os.path.abspath(run.output_dir)
         logger.info(
             "Done. Model: %s; metrics: %s; TensorBoard events: %s",
             os.path.join(out, "model_final.pth"), os.path.join(out, "metrics.json"), out,

@@ -42,6 +42,14 @@ from detectron2.modeling import build_model  # noqa: E402
 from detectron2.structures import Boxes, Instances  # noqa: E402
 
 
+_START = time.perf_counter()
+
+
+def progress(message: str) -> None:
+    """One line on stderr per step, with the elapsed time: a CPU run takes tens of minutes."""
+    print(f"[bench {time.perf_counter() - _START:7.1f} s] {message}", file=sys.stderr, flush=True)
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config-file", default="", help="yacs config (default: Detectron2's Misc cascade R50-FPN)")
@@ -284,10 +292,6 @@ def profile_components(model, batch, args):
     total = time.perf_counter() - start
     for h in handles:
         h.remove()
-    # Confident classes, as a trained classifier has (at random init no score passes the 0.05 test threshold).
-    g = torch.Generator().manual_seed(0)
-    for predictor in model.roi_heads.box_predictor:
-        predictor.cls_score.bias.data.copy_(torch.randn(predictor.cls_score.bias.shape, generator=g) * 2)
     out = {}
     for name, values in marks.items():
         if name == "box_pooler":
@@ -328,6 +332,7 @@ def percentile(values, q):
 def benchmark(args):
     if args.threads:
         torch.set_num_threads(args.threads)
+    progress(f"building the {'smoke ' if args.smoke else ''}models on {args.device}")
     cfg, models = build_models(args)
     names = list(models)
     results = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
@@ -337,6 +342,7 @@ def benchmark(args):
         batch = synthetic_batch(w, h, args.batch, cfg.MODEL.ROI_HEADS.NUM_CLASSES, args.device, seed=w * h)
         rows = {name: {"infer_b1": [], "infer_bN": [], "train": [], "mem_infer": 0, "mem_train": 0} for name in names}
         # Outputs first, while every variant holds the same weights (training below updates copies only).
+        progress(f"{size}: comparing every variant's detections with the built-in's")
         outputs_vs_builtin = check_equal_outputs(models, batch, args)
         fns = {}
         for name, model in models.items():
@@ -347,14 +353,17 @@ def benchmark(args):
         for kind in ("infer_b1", "infer_bN", "train"):
             for name in names:
                 if kind in fns[name]:
+                    progress(f"{size}: warm-up {kind} {name}")
                     timed(fns[name][kind], args.device, args.warmup)
-        for _ in range(args.repeats):
+        for repeat in range(args.repeats):
             for kind in ("infer_b1", "infer_bN", "train"):
                 for name in names:
                     if kind not in fns[name]:
                         continue
                     with PeakMemory(args.device) as mem:
                         rows[name][kind] += timed(fns[name][kind], args.device, args.iters)
+                    progress(f"{size}: repeat {repeat + 1}/{args.repeats} {kind} {name}: "
+                             f"{statistics.median(rows[name][kind][-args.iters:]):.3f} s")
                     key = "mem_train" if kind == "train" else "mem_infer"
                     rows[name][key] = max(rows[name][key], mem.peak)
         summary = {}
@@ -369,6 +378,7 @@ def benchmark(args):
             if row["train"]:
                 s["peak_mem_train_mb"] = row["mem_train"] / 2**20
             summary[name] = s
+        progress(f"{size}: profiling components")
         results["sizes"][size] = {
             "variants": summary,
             "outputs_vs_builtin": outputs_vs_builtin,

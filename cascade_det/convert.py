@@ -1,6 +1,11 @@
-"""Convert MMDetection Cascade (Mask) R-CNN checkpoints to this project's Detectron2 model.
+"""Weight layouts of other frameworks, converted to this project's Detectron2 model; and the conversion commands.
 
     python -m cascade_det.convert mmdet cascade_rcnn_r50_fpn_1x_coco_20200316-3dc56deb.pth cascade_r50_1x.safetensors
+    python -m cascade_det.convert to-safetensors output/.../model_final.pth model_final.safetensors
+
+`convert_known_layouts` recognises, in a checkpoint being loaded, an MMDetection Cascade (Mask) R-CNN (converted as
+below) and a torchvision ImageNet ResNet file (`resnet50-*.pth`, the MMDetection recipe's initialisation: renamed
+for Detectron2's ResNet). Anything else is left to Detectron2's checkpointer (its own and Caffe2 layouts).
 
 The converted file loads with `train.init_checkpoint=` / `MODEL.WEIGHTS` into a config of MMDetection's recipe
 (`configs/COCO/cascade_rcnn_R_50_FPN_1x.py` and the configs derived from it). An MMDetection checkpoint can also be
@@ -24,20 +29,24 @@ What differs between the two frameworks, and how each is handled:
 """
 import argparse
 import logging
+import os
 import re
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
-from .checkpoint import (
-    SafeDetectionCheckpointer,
-    add_file_conversion_arguments,
-    parse_file_conversion_arguments,
-    save_safetensors,
-    torchvision_resnet_to_detectron2,
-)
+from .weights import atomic_write, load_weights_file, save_safetensors
 
-__all__ = ["MMDET_CASCADE_TARGET_STDS", "is_mmdet_state_dict", "mmdet_to_detectron2", "stage_box_coder_weights"]
+__all__ = [
+    "DETECTRON2_CASCADE_WEIGHTS",
+    "MMDET_CASCADE_TARGET_STDS",
+    "convert_known_layouts",
+    "is_mmdet_state_dict",
+    "mmdet_state_dict",
+    "mmdet_to_detectron2",
+    "stage_box_coder_weights",
+    "torchvision_resnet_to_detectron2",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +74,53 @@ _MMDET_RENAMES = [
      lambda t, p: f"roi_heads.mask_head.{t}.predictor.{p}"),
 ]
 _MMDET_RENAMES = [(re.compile("^" + pattern + "$"), rename) for pattern, rename in _MMDET_RENAMES]
+
+
+_TORCHVISION_RESNET = re.compile(r"^layer(\d)\.(\d+)\.(conv|bn)(\d)\.(.+)$")
+_TORCHVISION_SHORTCUT = re.compile(r"^layer(\d)\.(\d+)\.downsample\.([01])\.(.+)$")
+
+
+def torchvision_resnet_to_detectron2(weights: Dict[str, torch.Tensor], prefix: str = "backbone.bottom_up.") -> Dict:
+    """Rename a torchvision ResNet/ResNeXt ImageNet state dict (`resnet50-*.pth`: conv1, bn1, layer1.0.conv1, ...,
+    layer1.0.downsample.0/1, fc) to Detectron2's ResNet names under `prefix` (stem.conv1, stem.conv1.norm,
+    res2.0.conv1, res2.0.conv1.norm, ..., res2.0.shortcut(.norm)). The classifier (fc) and BN step counters
+    are dropped. Use it with a torchvision-style backbone (stride in the 3x3 conv: stride_in_1x1=False)."""
+    out = {}
+    for key, value in weights.items():
+        if key.startswith("fc.") or key.endswith("num_batches_tracked"):
+            continue
+        if key.startswith(("conv1.", "bn1.")):
+            name = "stem.conv1." + ("norm." if key.startswith("bn1.") else "") + key.split(".", 1)[1]
+        elif m := _TORCHVISION_RESNET.match(key):
+            stage, block, kind, index, rest = m.groups()
+            name = f"res{int(stage) + 1}.{block}.conv{index}." + ("norm." if kind == "bn" else "") + rest
+        elif m := _TORCHVISION_SHORTCUT.match(key):
+            stage, block, part, rest = m.groups()
+            name = f"res{int(stage) + 1}.{block}.shortcut." + ("norm." if part == "1" else "") + rest
+        else:
+            raise KeyError(f"{key} is not a torchvision ResNet parameter name")
+        out[prefix + name] = value
+    return out
+
+
+def convert_known_layouts(checkpoint: Dict, model: Optional[torch.nn.Module] = None) -> Dict:
+    """`checkpoint` (as `load_weights_file` returns it) with an MMDetection cascade or a torchvision ResNet state
+    dict converted to Detectron2's names; any other checkpoint unchanged. `model` supplies the cascade stages'
+    box-coder weights for MMDetection checkpoints (default: Detectron2's)."""
+    weights = mmdet_state_dict(checkpoint["model"])
+    if weights is not None:
+        bbox_reg_weights = (stage_box_coder_weights(model) if model is not None else None) or DETECTRON2_CASCADE_WEIGHTS
+        logger.info(
+            "Reading an MMDetection checkpoint: converting it (names; box-coder stds %s to weights %s)",
+            MMDET_CASCADE_TARGET_STDS[: len(bbox_reg_weights)], bbox_reg_weights,
+        )
+        stds = MMDET_CASCADE_TARGET_STDS[: len(bbox_reg_weights)]
+        return {"model": mmdet_to_detectron2(weights, stds, bbox_reg_weights), "__author__": "MMDetection"}
+    weights = checkpoint["model"]
+    if isinstance(weights, dict) and "fc.weight" in weights and "layer1.0.conv1.weight" in weights:
+        logger.info("Reading torchvision ImageNet ResNet weights; renaming them for the Detectron2 backbone")
+        return {"model": torchvision_resnet_to_detectron2(weights), "__author__": "torchvision"}
+    return checkpoint
 
 
 def is_mmdet_state_dict(weights: Dict) -> bool:
@@ -142,30 +198,44 @@ def _four_floats(text: str) -> Tuple[float, ...]:
     return values
 
 
+def _write(weights: Dict[str, torch.Tensor], path: str, author: str) -> None:
+    if path.endswith(".safetensors"):
+        save_safetensors(weights, path)
+    else:
+        with atomic_write(path) as f:
+            torch.save({"model": weights, "__author__": author}, f)
+    print(f"wrote {len(weights)} tensors to {path}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m cascade_det.convert", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="source", required=True)
-    mmdet = sub.add_parser("mmdet", help="an MMDetection v2/v3 Cascade (Mask) R-CNN checkpoint")
-    add_file_conversion_arguments(mmdet, "MMDetection checkpoint (.pth), e.g. cascade_rcnn_r50_fpn_1x_coco_*.pth",
-                                  "file to write: .safetensors, or .pth (weights only)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    mmdet = sub.add_parser("mmdet", help="an MMDetection v2/v3 Cascade (Mask) R-CNN checkpoint to our names")
     mmdet.add_argument("--target-stds", type=_four_floats, nargs="+", default=MMDET_CASCADE_TARGET_STDS,
                        help="the checkpoint's box-coder stds, one x,y,w,h per stage (default: MMDetection's recipes)")
     mmdet.add_argument("--bbox-reg-weights", type=_four_floats, nargs="+", default=DETECTRON2_CASCADE_WEIGHTS,
-                       help="the Detectron2 config's box-coder weights per stage (default: ours and Detectron2's)")
-    args = parse_file_conversion_arguments(parser, argv)
-    if not args.output.endswith((".safetensors", ".pth")):
-        parser.error(f"{args.output}: the output must end in .safetensors or .pth")
-
-    reader = SafeDetectionCheckpointer(torch.nn.Module(), allow_unsafe_pickle=args.allow_unsafe_pickle)
-    weights = mmdet_state_dict(reader._read_file(args.input)["model"])
+                       help="the Detectron2 config's box-coder weights per stage (default: Detectron2's)")
+    export = sub.add_parser("to-safetensors", help="a checkpoint's model weights, as they are, to .safetensors")
+    for command in (mmdet, export):
+        command.add_argument("input", help="the checkpoint to read (.pth, .pkl, .safetensors)")
+        command.add_argument("output", help="the file to write (.safetensors, or .pth for mmdet); must not exist")
+        command.add_argument("--allow-unsafe-pickle", action="store_true",
+                             help="unpickle arbitrary objects (runs code the file may carry: trusted files only)")
+    args = parser.parse_args(argv)
+    if os.path.exists(args.output):
+        parser.error(f"{args.output} exists; not overwriting it")
+    suffixes = (".safetensors", ".pth") if args.command == "mmdet" else (".safetensors",)
+    if not args.output.endswith(suffixes):
+        parser.error(f"{args.output}: the output must end in {' or '.join(suffixes)}")
+    checkpoint = load_weights_file(args.input, allow_unsafe_pickle=args.allow_unsafe_pickle)
+    if args.command == "to-safetensors":
+        _write({k: torch.as_tensor(v) for k, v in checkpoint["model"].items()}, args.output, "")
+        return
+    weights = mmdet_state_dict(checkpoint["model"])
     if weights is None:
         parser.error(f"{args.input} is not an MMDetection detector checkpoint (no neck.* / roi_head.* parameters)")
-    converted = mmdet_to_detectron2(weights, args.target_stds, args.bbox_reg_weights)
-    if args.output.endswith(".safetensors"):
-        save_safetensors(converted, args.output)
-    else:
-        torch.save({"model": converted, "__author__": "MMDetection (cascade_det.convert)"}, args.output)
-    print(f"wrote {len(converted)} tensors to {args.output}")
+    _write(mmdet_to_detectron2(weights, args.target_stds, args.bbox_reg_weights), args.output,
+           "MMDetection (cascade_det.convert)")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,10 @@
-"""Dataset registration: the embedded shapes dataset, and a clear error for dataset files that are missing.
+"""Registration of the embedded shapes dataset.
 
 The embedded splits are registered under the same COCO-json path COCO itself uses (`load_coco_json` with the
 metadata `register_coco_instances` sets), and generated on first use into `$CASCADE_DET_DATASETS`
 (default `~/.cache/cascade_det/datasets`), read when `cascade_det` is imported.
 """
 import os
-from typing import Iterable
-
 from iopath.common.file_io import file_lock
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -14,7 +12,7 @@ from detectron2.data.datasets import load_coco_json
 
 from .shapes import SHAPE_CLASSES, write_shapes_split
 
-__all__ = ["EMBEDDED_DATASETS", "check_dataset_files", "embedded_root", "ensure_embedded_split", "register_embedded_datasets"]
+__all__ = ["EMBEDDED_DATASETS", "embedded_root", "ensure_embedded_split", "register_embedded_datasets"]
 
 DATASETS_ENV = "CASCADE_DET_DATASETS"
 # Bump the folder version when the generator changes, so stale caches are not reused.
@@ -76,30 +74,3 @@ def register_embedded_datasets() -> None:
             thing_classes=list(SHAPE_CLASSES),
             thing_dataset_id_to_contiguous_id={i + 1: i for i in range(len(SHAPE_CLASSES))},
         )
-
-
-def check_dataset_files(names: Iterable[str]) -> None:
-    """Fail early, naming the path and the variable that sets it, when a registered dataset's files are absent.
-
-    Embedded splits are generated here if needed. Datasets not registered at all get Detectron2's own error
-    (it lists the registered names)."""
-    for name in names:
-        if name in EMBEDDED_DATASETS:
-            ensure_embedded_split(name)
-            continue
-        if name not in DatasetCatalog.list():
-            DatasetCatalog.get(name)  # raises KeyError listing the registered datasets
-        metadata = MetadataCatalog.get(name)
-        for key in ("json_file", "image_root"):
-            path = getattr(metadata, key, None)
-            if path is None or os.path.exists(path):
-                continue
-            if name.startswith(("coco_", "keypoints_coco_", "lvis_", "cityscapes_", "voc_")):
-                hint = (
-                    "Detectron2's builtin datasets live under $DETECTRON2_DATASETS (now "
-                    f"{os.environ.get('DETECTRON2_DATASETS', 'unset, so ./datasets')}), e.g. coco/annotations/, "
-                    "coco/train2017/, coco/val2017/: set it to the folder that holds them"
-                )
-            else:
-                hint = "fix the path given to register_coco_instances for this dataset"
-            raise FileNotFoundError(f"Dataset '{name}': {key} {path} does not exist; {hint}.")

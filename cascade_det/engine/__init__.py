@@ -1,6 +1,16 @@
-"""Training and evaluation: the trainer for yacs and LazyConfig configs, setup, and a CPU-capable launch."""
+"""Training and evaluation: the run's config (`RunConfig`), its setup and checks, the trainer, and launching."""
 from .launch import launch
-from .setup import apply_lazy_overrides, load_config, setup
-from .trainer import CascadeTrainer, RunSettings, write_eval_metrics
+from .run_config import ConfigValueError, RunConfig
+from .setup import apply_lazy_overrides, check_run, load_config, setup
+from .trainer import CascadeTrainer
 
-__all__ = ["CascadeTrainer", "RunSettings", "apply_lazy_overrides", "launch", "load_config", "setup", "write_eval_metrics"]
+__all__ = [
+    "CascadeTrainer",
+    "ConfigValueError",
+    "RunConfig",
+    "apply_lazy_overrides",
+    "check_run",
+    "launch",
+    "load_config",
+    "setup",
+]

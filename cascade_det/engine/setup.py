@@ -1,23 +1,38 @@
-"""Load a config of either style, apply command-line overrides strictly, and set up the run."""
+"""Set up a run: load the config (strictly), check everything that can refuse the run, and only then write into
+its output dir (logs, the config it runs with).
+
+Order matters: a run refused for a used output dir, a missing weights file, an unusable dataset or a class-count
+mismatch leaves every earlier file of the output dir as it was (not even log.txt is touched).
+"""
 import difflib
 import logging
 import os
+import re
+import sys
 from typing import List, Sequence
 
 import torch
 from omegaconf import OmegaConf
 
 from detectron2.config import LazyConfig, get_cfg
-from detectron2.engine import default_setup
 from detectron2.utils import comm
+from detectron2.utils.collect_env import collect_env_info
+from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
+from ..checkpoint import run_checkpoints
 from ..config import add_cascade_config
+from ..data import check_datasets
+from ..weights import check_weights_file
+from .determinism import choose_seed
+from .run_config import ConfigValueError, RunConfig
+from .run_dir import check_training_dir, next_eval_dir
 
-__all__ = ["apply_lazy_overrides", "load_config", "setup"]
+__all__ = ["apply_lazy_overrides", "check_run", "load_config", "setup"]
 
 logger = logging.getLogger("cascade_det")
 _MISSING = object()
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def apply_lazy_overrides(cfg, overrides: Sequence[str]):
@@ -58,27 +73,114 @@ def load_config(config_file: str, overrides: Sequence[str] = ()):
     return cfg
 
 
-def _use_cpu_without_cuda(cfg) -> None:
-    """A config written for GPUs still runs on a machine without one: switch its device to CPU, and say so."""
-    if torch.cuda.is_available():
-        return
-    if OmegaConf.is_config(cfg):
-        if str(cfg.train.get("device", "cuda")).startswith("cuda"):
-            logger.warning("No CUDA device: running on the CPU (train.device was %s)", cfg.train.device)
-            cfg.train.device = "cpu"
-    elif cfg.MODEL.DEVICE.startswith("cuda"):
-        logger.warning("No CUDA device: running on the CPU (MODEL.DEVICE was %s)", cfg.MODEL.DEVICE)
-        cfg.MODEL.DEVICE = "cpu"
+def check_run(run: RunConfig, *, eval_only: bool, resume: bool) -> None:
+    """Every check that can refuse the run, before anything is written: output dir, weights file, datasets,
+    number of classes, per-stage evaluation. Sets `run.resuming` (training) and completes `run.num_classes()` from
+    the datasets' categories when the config leaves it unset."""
+    run.resuming = False
+    if eval_only:
+        if not run.weights and not (resume and run_checkpoints(run.output_dir)):
+            raise ConfigValueError(
+                f"--eval-only needs weights: add {run.key('weights')}=PATH (or --resume to evaluate the newest "
+                f"checkpoint of the output dir {run.output_dir}, which holds none now)"
+            )
+        if run.weights and not resume:
+            check_weights_file(run.weights, run.key("weights"))
+    else:
+        run.resuming = check_training_dir(run.output_dir, resume, run.key("output_dir"))
+        if run.weights and not run.resuming:
+            check_weights_file(run.weights, run.key("weights"))
+    classes = []
+    if not eval_only:
+        classes = check_datasets(run.train_datasets, split="training", key=run.dataset_key("train"))
+    test_classes = check_datasets(run.test_datasets, split="test", key=run.dataset_key("test"))
+    if classes and test_classes and classes != test_classes:
+        raise ConfigValueError(
+            f"The training datasets have {len(classes)} categories and the test datasets {len(test_classes)} "
+            f"({run.dataset_key('train')} / {run.dataset_key('test')}): they must share one label set"
+        )
+    classes = classes or test_classes
+    _check_num_classes(run, classes)
+    run.check_per_stage_eval()
 
 
-def setup(args):
-    """Config from `args.config_file` and `args.opts`, device fixed up, logging and output dir set up."""
+def _check_num_classes(run: RunConfig, classes: List[str]) -> None:
+    configured = run.num_classes()
+    if configured is None:
+        if not classes:
+            raise ConfigValueError(f"{run.num_classes_key} is not set and the datasets name no categories: set it")
+        run.set_num_classes(len(classes))
+        logger.info("%s = %d, from the datasets' categories", run.num_classes_key, len(classes))
+    elif classes and configured != len(classes):
+        raise ConfigValueError(
+            f"{run.num_classes_key}={configured}, but the datasets have {len(classes)} categories "
+            f"({', '.join(classes[:6])}{', ...' if len(classes) > 6 else ''}): set {run.num_classes_key}="
+            f"{len(classes)}"
+        )
+
+
+def setup(args) -> RunConfig:
+    """The run described by `args` (Detectron2's argument parser: config_file, opts, eval_only, resume), checked
+    (`check_run`) and then set up: output dir (or `inference/eval_<N>/` for --eval-only), logging, the config saved
+    beside the outputs, the seed."""
     cfg = load_config(args.config_file, args.opts)
-    _use_cpu_without_cuda(cfg)
-    if not OmegaConf.is_config(cfg):
-        cfg.freeze()
-    default_setup(cfg, args)
-    # default_setup sets up the "detectron2" and "fvcore" loggers; ours (summaries, per-stage AP) too.
-    output_dir = cfg.train.output_dir if OmegaConf.is_config(cfg) else cfg.OUTPUT_DIR
-    setup_logger(output_dir, distributed_rank=comm.get_rank(), name="cascade_det")
-    return cfg
+    run = RunConfig.of(cfg, comm.get_world_size())
+    run.use_cpu_without_cuda()
+    eval_only = bool(getattr(args, "eval_only", False))
+    check_run(run, eval_only=eval_only, resume=bool(getattr(args, "resume", False)))
+    comm.synchronize()  # every process has passed its checks; nothing was written before this point
+
+    if eval_only:
+        # One folder name for every process, chosen before any of them creates it.
+        run.eval_dir = comm.all_gather(next_eval_dir(run.output_dir))[0]
+        folder, config_name = run.eval_dir, "config.yaml"
+    else:
+        folder, config_name = run.output_dir, "config.yaml"
+        if run.resuming and os.path.exists(os.path.join(folder, config_name)):
+            config_name = _free_name(folder, "config_resume_{}.yaml")
+    if comm.is_main_process():
+        os.makedirs(folder, exist_ok=True)
+    comm.synchronize()
+    _setup_logging(folder)
+    logger.info("Rank of current process: %d. World size: %d", comm.get_rank(), comm.get_world_size())
+    logger.info("Environment info:\n%s", collect_env_info())
+    logger.info("Command line arguments: %s", args)
+    run.set("seed", choose_seed(run.seed))  # a random seed is written into the saved config
+    if comm.is_main_process():
+        path = os.path.join(folder, config_name)
+        run.dump(path)
+        logger.info("Full config saved to %s", path)
+    seed_all_rng(run.seed + comm.get_rank())
+    if not eval_only and run.style == "yacs":
+        torch.backends.cudnn.benchmark = run.cfg.CUDNN_BENCHMARK
+    return run
+
+
+def _free_name(folder: str, pattern: str) -> str:
+    k = 1
+    while os.path.exists(os.path.join(folder, pattern.format(k))):
+        k += 1
+    return pattern.format(k)
+
+
+class _PlainFormatter(logging.Formatter):
+    """The wrapped formatter's text without terminal colour codes (for log files)."""
+
+    def __init__(self, inner: logging.Formatter):
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record):
+        return _ANSI.sub("", self.inner.format(record))
+
+
+def _setup_logging(folder: str) -> None:
+    """Detectron2's, fvcore's and our loggers to the console and to `folder/log.txt` (log.txt.rank<N> for other
+    processes), the file without colour codes."""
+    for name in ("detectron2", "fvcore", "cascade_det"):
+        setup_logger(folder, distributed_rank=comm.get_rank(), name=name, abbrev_name={"detectron2": "d2"}.get(name, name))
+        for handler in logging.getLogger(name).handlers:
+            if getattr(handler, "stream", None) not in (sys.stdout, sys.stderr) and not isinstance(
+                handler.formatter, _PlainFormatter
+            ):
+                handler.setFormatter(_PlainFormatter(handler.formatter))

@@ -4,7 +4,8 @@ user's own model and data.
 
 Stage t's detections are its refined boxes scored by its classifier alone (post-processed as usual: score
 threshold, NMS, top-k). "ensemble" is what the model outputs (the configured `test_score_ensemble` on the last
-stage's boxes).
+stage's boxes). They reach the evaluator as Detectron2 evaluators get everything, in the model's outputs: the cascade
+heads with `return_stage_detections=True` add each stage's detections as rows with a `stage` field.
 """
 import contextlib
 import copy
@@ -24,70 +25,79 @@ from detectron2.data import MetadataCatalog
 from detectron2.data.datasets.coco import convert_to_coco_json
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.evaluation.coco_evaluation import instances_to_coco_json
-from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.utils import comm
 
-from ..modeling import CascadeRCNNROIHeads
+from ..modeling import split_stage_detections
 
-__all__ = ["IOU_THRESHOLDS", "PerStageCOCOEvaluator", "coco_box_ap", "plot_per_stage_ap"]
+__all__ = ["IOU_THRESHOLDS", "FinalDetections", "PerStageCOCOEvaluator", "coco_box_ap", "plot_per_stage_ap"]
 
 logger = logging.getLogger(__name__)
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 
 
-def _cascade_heads(model) -> CascadeRCNNROIHeads:
-    module = getattr(model, "module", model)  # DDP
-    heads = getattr(module, "roi_heads", None)
-    if not isinstance(heads, CascadeRCNNROIHeads):
-        raise TypeError(
-            f"Per-stage evaluation needs a model whose roi_heads are CascadeRCNNROIHeads; got {type(heads).__name__}"
-        )
-    return heads
+class FinalDetections(DatasetEvaluator):
+    """Wraps an evaluator so that it sees the model's own detections only (not the stage detections that cascade
+    heads with `return_stage_detections` add): a COCOEvaluator then scores exactly what the model predicts."""
+
+    def __init__(self, evaluator: DatasetEvaluator):
+        self.evaluator = evaluator
+
+    def reset(self):
+        self.evaluator.reset()
+
+    def process(self, inputs, outputs):
+        outputs = [
+            {**o, "instances": split_stage_detections(o["instances"])[0]} if "instances" in o else o for o in outputs
+        ]
+        self.evaluator.process(inputs, outputs)
+
+    def evaluate(self):
+        return self.evaluator.evaluate()
 
 
 class PerStageCOCOEvaluator(DatasetEvaluator):
     """
-    Box AP per cascade stage and for the ensemble on a COCO-format dataset. Results, under the task name
-    "per_stage_bbox": {"stage0/AP", "stage0/AP50", "stage0/AP75", "stage0/AP@0.55", ..., "ensemble/AP", ...},
-    in percent.
+    Box AP per cascade stage and for the ensemble on a COCO-format dataset, from the stage detections in the model's
+    outputs (cascade heads with `return_stage_detections=True`). Results, under the task name "per_stage_bbox":
+    {"stage0/AP", "stage0/AP50", "stage0/AP75", "stage0/AP@0.55", ..., "ensemble/AP", ...}, in percent; NaN where a
+    stage made no detection (as COCOEvaluator reports it).
     Also logs a table and writes `per_stage_ap.json` and `per_stage_ap.png` (AP against IoU threshold, a line
     per stage) to `output_dir`.
     """
 
-    def __init__(self, dataset_name: str, model, output_dir: str = None):
+    def __init__(self, dataset_name: str, output_dir: str = None):
         self._dataset_name = dataset_name
-        self._heads = _cascade_heads(model)
         self._output_dir = output_dir
         self._metadata = MetadataCatalog.get(dataset_name)
-        self._names = [f"stage{t}" for t in range(self._heads.num_cascade_stages)] + ["ensemble"]
         self._predictions: Dict[str, List[dict]] = {}
 
     def reset(self):
-        self._predictions = {name: [] for name in self._names}
-        self._heads.record_stage_predictions = True
+        self._predictions = {"ensemble": []}
 
     def process(self, inputs, outputs):
-        stage_predictions = self._heads.stage_predictions
-        for i, (inp, out) in enumerate(zip(inputs, outputs)):
-            height, width = inp.get("height", inp["image"].shape[1]), inp.get("width", inp["image"].shape[2])
-            for t, per_image in enumerate(stage_predictions):
-                stage = detector_postprocess(per_image[i], height, width).to("cpu")
-                self._predictions[f"stage{t}"].extend(instances_to_coco_json(stage, inp["image_id"]))
-            ensemble = out["instances"].to("cpu")
-            self._predictions["ensemble"].extend(instances_to_coco_json(ensemble, inp["image_id"]))
+        for inp, out in zip(inputs, outputs):
+            instances = out["instances"]
+            if not instances.has("stage"):
+                raise ValueError(
+                    "Per-stage evaluation: the model's outputs carry no stage detections. Its roi_heads must be "
+                    "CascadeRCNNROIHeads built with return_stage_detections=True (the trainer sets it when per-stage "
+                    "evaluation is on)."
+                )
+            own, stages = split_stage_detections(instances.to("cpu"))
+            self._predictions["ensemble"].extend(instances_to_coco_json(own, inp["image_id"]))
+            for t, stage in enumerate(stages):
+                self._predictions.setdefault(f"stage{t}", []).extend(instances_to_coco_json(stage, inp["image_id"]))
 
     def evaluate(self):
-        self._heads.record_stage_predictions = False
-        self._heads.stage_predictions = []
         gathered = comm.gather(self._predictions, dst=0)
         if not comm.is_main_process():
             return {}
-        predictions = {name: [p for part in gathered for p in part[name]] for name in self._names}
+        num_stages = max(len(part) - 1 for part in gathered)
+        names = [f"stage{t}" for t in range(num_stages)] + ["ensemble"]
+        predictions = {name: [p for part in gathered for p in part.get(name, [])] for name in names}
         coco_gt = self._coco_gt()
         to_dataset_id = {v: k for k, v in getattr(self._metadata, "thing_dataset_id_to_contiguous_id", {}).items()}
-        results = OrderedDict(
-            (name, coco_box_ap(coco_gt, predictions[name], to_dataset_id)) for name in self._names
-        )
+        results = OrderedDict((name, coco_box_ap(coco_gt, predictions[name], to_dataset_id)) for name in names)
         self._report(results)
         # One level of keys, as Detectron2's printing and result checks expect: "stage0/AP", "ensemble/AP@0.90".
         return {"per_stage_bbox": {f"{name}/{k}": v for name, r in results.items() for k, v in r.items()}}
@@ -118,12 +128,14 @@ class PerStageCOCOEvaluator(DatasetEvaluator):
 
 def coco_box_ap(coco_gt: COCO, predictions: List[dict], to_dataset_id: Dict[int, int]) -> Dict[str, float]:
     """COCO box AP (percent) of `predictions` (COCO json dicts with contiguous category ids): "AP" (mean over
-    IoU 0.50:0.95), "AP50", "AP75" and "AP@{t:.2f}" for each IoU threshold t, all areas, 100 detections."""
+    IoU 0.50:0.95), "AP50", "AP75" and "AP@{t:.2f}" for each IoU threshold t, all areas, 100 detections. No
+    predictions give NaN everywhere, as Detectron2's COCOEvaluator reports them."""
     predictions = copy.deepcopy(predictions)
     for p in predictions:
         p["category_id"] = to_dataset_id.get(p["category_id"], p["category_id"])
     if not predictions:
-        return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0, **{f"AP@{t:.2f}": 0.0 for t in IOU_THRESHOLDS}}
+        return {"AP": float("nan"), "AP50": float("nan"), "AP75": float("nan"),
+                **{f"AP@{t:.2f}": float("nan") for t in IOU_THRESHOLDS}}
     with contextlib.redirect_stdout(io.StringIO()):
         coco_eval = COCOeval(coco_gt, coco_gt.loadRes(predictions), "bbox")
         coco_eval.evaluate()

@@ -1,11 +1,15 @@
-"""Models: the cascade ROI heads and the box predictors they are built from (registered on import)."""
+"""Models: the cascade ROI heads, the box predictors they are built from (registered on import), the RoI pooler and
+the speed options."""
 from .box_predictor import CASCADE_BOX_PREDICTOR_REGISTRY, CascadeOutputLayers, build_cascade_box_predictor
-from .cascade_roi_heads import CascadeRCNNROIHeads, check_cascade_stages
+from .cascade_roi_heads import CascadeRCNNROIHeads, check_cascade_stages, split_stage_detections
+from .roi_align import FastROIPooler
 
 __all__ = [
     "CASCADE_BOX_PREDICTOR_REGISTRY",
     "CascadeOutputLayers",
     "CascadeRCNNROIHeads",
+    "FastROIPooler",
     "build_cascade_box_predictor",
     "check_cascade_stages",
+    "split_stage_detections",
 ]

@@ -1,30 +1,34 @@
-"""Box predictors for the cascade stages, and the registry a config names them from.
+"""Box predictors for the cascade stages, and the registry a yacs config names them from.
+
+`CascadeOutputLayers` is Detectron2's `FastRCNNOutputLayers` (same layers, initialisation, losses, box decoding,
+post-processing and options: smooth-L1 / GIoU / DIoU / CIoU box losses, and on Detectron2 main federated loss and
+sigmoid cross-entropy) with what a cascade stage adds: a `from_config` that reads the stage's own box-coder weights
+and box loss, and `refine_boxes`, which turns the stage's predictions into the next stage's input boxes (also for
+class-specific regression, which Detectron2's built-in cascade refuses).
 
 Detectron2 has no registry for box predictors (its `CascadeROIHeads` always builds `FastRCNNOutputLayers`), so
-yacs users could not swap them. Here `MODEL.ROI_BOX_CASCADE_HEAD.PREDICTOR_NAME` names a class registered in
-`CASCADE_BOX_PREDICTOR_REGISTRY`; LazyConfig users name the class directly.
+`MODEL.ROI_BOX_CASCADE_HEAD.PREDICTOR_NAME` names a class in `CASCADE_BOX_PREDICTOR_REGISTRY`; LazyConfig users name
+the class directly.
 
-Shape shorthand:
-    N: images in the batch; Ri: proposals in image i; R: proposals in the batch (sum of Ri);
-    K: foreground classes; B: box dimension (4).
-    gt_classes are in [0, K]; K is the background class (the last logit), as in Detectron2.
+Shape shorthand: N images; Ri boxes in image i; R boxes in the batch; K foreground classes; B box dimension (4).
+gt_classes are in [0, K]; K is the background class (the last logit), as in Detectron2.
 """
-from typing import Dict, List, Tuple, Union
+from typing import List
 
 import torch
-from fvcore.nn import giou_loss, smooth_l1_loss
 from torch import nn
 from torch.nn import functional as F
 
 from detectron2.config import configurable
-from detectron2.layers import ShapeSpec, cross_entropy
+from detectron2.layers import ShapeSpec
 from detectron2.modeling.box_regression import Box2BoxTransform
-from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
+from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.structures import Instances
-from detectron2.utils.events import get_event_storage
 from detectron2.utils.registry import Registry
 
-__all__ = ["CASCADE_BOX_PREDICTOR_REGISTRY", "CascadeOutputLayers", "build_cascade_box_predictor"]
+from ..config import CASCADE_HEAD, yacs_option
+
+__all__ = ["BOX_REG_LOSS_TYPES", "CASCADE_BOX_PREDICTOR_REGISTRY", "CascadeOutputLayers", "build_cascade_box_predictor"]
 
 CASCADE_BOX_PREDICTOR_REGISTRY = Registry("CASCADE_BOX_PREDICTOR")
 CASCADE_BOX_PREDICTOR_REGISTRY.__doc__ = """
@@ -32,171 +36,76 @@ Registry for the box predictor of one cascade stage: maps the box head's feature
 and box deltas (R, 4) or (R, 4K). Called as `obj(cfg, input_shape, stage=t)`.
 """
 
-BOX_REG_LOSS_TYPES = ("smooth_l1", "giou")
+BOX_REG_LOSS_TYPES = ("smooth_l1", "giou", "diou", "ciou")  # what FastRCNNOutputLayers.box_reg_loss computes
 
 
 def build_cascade_box_predictor(cfg, input_shape: ShapeSpec, stage: int) -> nn.Module:
-    """Build the predictor named by `cfg.MODEL.ROI_BOX_CASCADE_HEAD.PREDICTOR_NAME` for cascade stage `stage`."""
-    name = cfg.MODEL.ROI_BOX_CASCADE_HEAD.get("PREDICTOR_NAME", "CascadeOutputLayers")
-    return CASCADE_BOX_PREDICTOR_REGISTRY.get(name)(cfg, input_shape, stage=stage)
+    """Build the predictor named by `MODEL.ROI_BOX_CASCADE_HEAD.PREDICTOR_NAME` for cascade stage `stage`."""
+    return CASCADE_BOX_PREDICTOR_REGISTRY.get(yacs_option(cfg, f"{CASCADE_HEAD}.PREDICTOR_NAME"))(
+        cfg, input_shape, stage=stage
+    )
+
+
+def _check_box_loss(box_reg_loss_type: str, name: str) -> None:
+    if box_reg_loss_type not in BOX_REG_LOSS_TYPES:
+        raise ValueError(f"{name}={box_reg_loss_type!r} is not one of {BOX_REG_LOSS_TYPES}")
+
+
+def _per_stage(cfg, key: str, stage: int, fallback):
+    """Stage `stage`'s entry of the per-stage list `MODEL.ROI_BOX_CASCADE_HEAD.<key>`, or `fallback` when the
+    list is empty (one value for every stage)."""
+    values = list(yacs_option(cfg, f"{CASCADE_HEAD}.{key}"))
+    if not values:
+        return fallback
+    num_stages = len(cfg.MODEL.ROI_BOX_CASCADE_HEAD.IOUS)
+    if len(values) != num_stages:
+        raise ValueError(
+            f"{CASCADE_HEAD}.{key} has {len(values)} entries for {num_stages} stages: give one per stage, or none"
+        )
+    return values[stage]
 
 
 @CASCADE_BOX_PREDICTOR_REGISTRY.register()
-class CascadeOutputLayers(nn.Module):
+class CascadeOutputLayers(FastRCNNOutputLayers):
     """
-    Two linear layers per stage: class logits `cls_score` (K+1 outputs) and box deltas `bbox_pred`
-    (4 outputs class-agnostic, 4K class-specific). Parameter names equal Detectron2's `FastRCNNOutputLayers`,
-    so its checkpoints load as they are.
+    Detectron2's `FastRCNNOutputLayers` as one cascade stage: class logits `cls_score` (K+1 outputs) and box deltas
+    `bbox_pred` (4 outputs class-agnostic, 4K class-specific). Parameter names are Detectron2's, so its cascade
+    checkpoints load as they are.
     """
 
     @configurable
-    def __init__(
-        self,
-        input_shape: ShapeSpec,
-        *,
-        box2box_transform: Box2BoxTransform,
-        num_classes: int,
-        cls_agnostic_bbox_reg: bool = True,
-        box_reg_loss_type: str = "smooth_l1",
-        smooth_l1_beta: float = 0.0,
-        loss_weight: Union[float, Dict[str, float]] = 1.0,
-        test_score_thresh: float = 0.05,
-        test_nms_thresh: float = 0.5,
-        test_topk_per_image: int = 100,
-    ):
+    def __init__(self, input_shape: ShapeSpec, *, box2box_transform: Box2BoxTransform, num_classes: int,
+                 cls_agnostic_bbox_reg: bool = True, loss_weight=1.0, **kwargs):
         """
         Args:
-            input_shape: shape of the box head's output for one region.
-            box2box_transform: encodes boxes as deltas with this stage's weights (e.g. (10, 10, 5, 5)).
-            num_classes: K, the number of foreground classes.
-            cls_agnostic_bbox_reg: one box per region (True, as in the paper) or one per class.
-            box_reg_loss_type: "smooth_l1" (beta 0 is L1, Detectron2's default; beta 1 is MMDetection's) or
-                "giou" (on decoded boxes).
-            smooth_l1_beta: transition point of the smooth-L1 loss, in delta units.
-            loss_weight: multiplies both losses (float) or each by name ("loss_cls", "loss_box_reg").
-            test_score_thresh, test_nms_thresh, test_topk_per_image: post-processing of `inference`.
+            input_shape, box2box_transform, num_classes, and every other argument: as `FastRCNNOutputLayers`. The
+                defaults are a cascade stage's: class-agnostic regression (as in the paper).
+            loss_weight: a float multiplies both losses; a dict weighs "loss_cls" and "loss_box_reg" by name.
         """
-        super().__init__()
-        if isinstance(input_shape, int):
-            input_shape = ShapeSpec(channels=input_shape)
         if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes} (MODEL.ROI_HEADS.NUM_CLASSES)")
-        if box_reg_loss_type not in BOX_REG_LOSS_TYPES:
-            raise ValueError(
-                f"box_reg_loss_type={box_reg_loss_type!r} is not one of {BOX_REG_LOSS_TYPES} "
-                "(MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE)"
-            )
-        input_size = input_shape.channels * (input_shape.width or 1) * (input_shape.height or 1)
-        self.num_classes = num_classes
-        self.cls_agnostic_bbox_reg = cls_agnostic_bbox_reg
-        self.cls_score = nn.Linear(input_size, num_classes + 1)
-        box_dim = len(box2box_transform.weights)
-        self.bbox_pred = nn.Linear(input_size, (1 if cls_agnostic_bbox_reg else num_classes) * box_dim)
-        nn.init.normal_(self.cls_score.weight, std=0.01)
-        nn.init.normal_(self.bbox_pred.weight, std=0.001)
-        for layer in (self.cls_score, self.bbox_pred):
-            nn.init.constant_(layer.bias, 0)
-
-        self.box2box_transform = box2box_transform
-        self.box_reg_loss_type = box_reg_loss_type
-        self.smooth_l1_beta = smooth_l1_beta
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        _check_box_loss(kwargs.get("box_reg_loss_type", "smooth_l1"), "box_reg_loss_type")
         if isinstance(loss_weight, (int, float)):
-            loss_weight = {"loss_cls": float(loss_weight), "loss_box_reg": float(loss_weight)}
-        self.loss_weight = dict(loss_weight)
-        self.test_score_thresh = test_score_thresh
-        self.test_nms_thresh = test_nms_thresh
-        self.test_topk_per_image = test_topk_per_image
+            loss_weight = float(loss_weight)
+        loss_weight = {"loss_cls": 1.0, "loss_box_reg": 1.0, **(
+            {"loss_cls": loss_weight, "loss_box_reg": loss_weight} if isinstance(loss_weight, float) else loss_weight)}
+        super().__init__(input_shape, box2box_transform=box2box_transform, num_classes=num_classes,
+                         cls_agnostic_bbox_reg=cls_agnostic_bbox_reg, loss_weight=loss_weight, **kwargs)
 
     @classmethod
     def from_config(cls, cfg, input_shape, stage: int = 0):
-        cascade = cfg.MODEL.ROI_BOX_CASCADE_HEAD
-        box_head = cfg.MODEL.ROI_BOX_HEAD
-        # Per-stage box losses where given (one entry per stage), else ROI_BOX_HEAD's for every stage.
-        loss_types = list(cascade.get("BBOX_REG_LOSS_TYPES", [])) or [box_head.BBOX_REG_LOSS_TYPE] * (stage + 1)
-        betas = list(cascade.get("SMOOTH_L1_BETAS", [])) or [box_head.SMOOTH_L1_BETA] * (stage + 1)
-        for key, values in (("BBOX_REG_LOSS_TYPES", loss_types), ("SMOOTH_L1_BETAS", betas)):
-            if len(values) <= stage:
-                raise ValueError(
-                    f"MODEL.ROI_BOX_CASCADE_HEAD.{key} has {len(values)} entries: give one per stage, or none"
-                )
-        return {
-            "input_shape": input_shape,
-            "box2box_transform": Box2BoxTransform(weights=cascade.BBOX_REG_WEIGHTS[stage]),
-            "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
-            "cls_agnostic_bbox_reg": cfg.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG,
-            "box_reg_loss_type": loss_types[stage],
-            "smooth_l1_beta": betas[stage],
-            "loss_weight": {"loss_box_reg": cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT},
-            "test_score_thresh": cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
-            "test_nms_thresh": cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST,
-            "test_topk_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
-        }
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """
-        Args:
-            x: (R, C) or (R, C, H, W) region features.
-
-        Returns:
-            logits (R, K+1) and deltas (R, 4) class-agnostic or (R, 4K) class-specific.
-        """
-        if x.dim() > 2:
-            x = torch.flatten(x, start_dim=1)
-        return self.cls_score(x), self.bbox_pred(x)
-
-    def losses(self, predictions, proposals: List[Instances]) -> Dict[str, torch.Tensor]:
-        """
-        Args:
-            predictions: the output of `forward` for the R regions of `proposals`.
-            proposals: per image, Instances with `proposal_boxes`, `gt_classes` and (where the image has
-                ground truth) `gt_boxes`.
-
-        Returns:
-            {"loss_cls": mean cross-entropy over the R regions,
-             "loss_box_reg": box loss summed over foreground regions, divided by R}; each times its weight.
-        """
-        logits, deltas = predictions
-        gt_classes = torch.cat([p.gt_classes for p in proposals]) if proposals else logits.new_zeros(0).long()
-        self._log_accuracy(logits, gt_classes)
-        if proposals:
-            proposal_boxes = torch.cat([p.proposal_boxes.tensor for p in proposals])
-            # An image without ground truth has no gt_boxes; its regions are all background, so any
-            # placeholder works: the box loss only reads foreground rows.
-            gt_boxes = torch.cat([(p.gt_boxes if p.has("gt_boxes") else p.proposal_boxes).tensor for p in proposals])
-        else:
-            proposal_boxes = gt_boxes = deltas.new_zeros((0, 4))
-        losses = {
-            "loss_cls": cross_entropy(logits, gt_classes, reduction="mean"),
-            "loss_box_reg": self.box_reg_loss(proposal_boxes, gt_boxes, deltas, gt_classes),
-        }
-        return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
-
-    def box_reg_loss(self, proposal_boxes, gt_boxes, deltas, gt_classes) -> torch.Tensor:
-        """Box loss over foreground regions, normalised by all R regions (every foreground region then weighs
-        the same whatever the batch's foreground count; Detectron2's convention). Boxes are (R, 4) XYXY."""
-        fg = (gt_classes >= 0) & (gt_classes < self.num_classes)
-        fg_inds = fg.nonzero().squeeze(1)
-        box_dim = proposal_boxes.shape[1]
-        if deltas.shape[1] == box_dim:
-            fg_deltas = deltas[fg_inds]
-        else:
-            fg_deltas = deltas.view(-1, self.num_classes, box_dim)[fg_inds, gt_classes[fg_inds]]
-        if self.box_reg_loss_type == "smooth_l1":
-            target = self.box2box_transform.get_deltas(proposal_boxes[fg_inds], gt_boxes[fg_inds])
-            loss = smooth_l1_loss(fg_deltas, target, self.smooth_l1_beta, reduction="sum")
-        else:  # giou, checked in __init__
-            pred_boxes = self.box2box_transform.apply_deltas(fg_deltas, proposal_boxes[fg_inds])
-            loss = giou_loss(pred_boxes, gt_boxes[fg_inds], reduction="sum")
-        return loss / max(gt_classes.numel(), 1.0)
-
-    def predict_boxes(self, predictions, proposals: List[Instances]) -> List[torch.Tensor]:
-        """Decoded boxes per image: (Ri, 4) class-agnostic or (Ri, 4K) class-specific, XYXY in pixels."""
-        if not proposals:
-            return []
-        _, deltas = predictions
-        proposal_boxes = torch.cat([p.proposal_boxes.tensor for p in proposals])
-        boxes = self.box2box_transform.apply_deltas(deltas, proposal_boxes)
-        return list(boxes.split([len(p) for p in proposals]))
+        """Detectron2's yacs keys, with the stage's own box coder (`ROI_BOX_CASCADE_HEAD.BBOX_REG_WEIGHTS[stage]`)
+        and box loss (`BBOX_REG_LOSS_TYPES[stage]` / `SMOOTH_L1_BETAS[stage]` when given)."""
+        ret = super().from_config(cfg, input_shape)
+        ret["box2box_transform"] = Box2BoxTransform(weights=cfg.MODEL.ROI_BOX_CASCADE_HEAD.BBOX_REG_WEIGHTS[stage])
+        ret["box_reg_loss_type"] = _per_stage(cfg, "BBOX_REG_LOSS_TYPES", stage, ret["box_reg_loss_type"])
+        ret["smooth_l1_beta"] = _per_stage(cfg, "SMOOTH_L1_BETAS", stage, ret["smooth_l1_beta"])
+        key = f"{CASCADE_HEAD}.BBOX_REG_LOSS_TYPES" if yacs_option(cfg, f"{CASCADE_HEAD}.BBOX_REG_LOSS_TYPES") else (
+            "MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE")
+        _check_box_loss(ret["box_reg_loss_type"], key)
+        if ret["num_classes"] < 1:
+            raise ValueError(f"MODEL.ROI_HEADS.NUM_CLASSES must be >= 1, got {ret['num_classes']}")
+        return ret
 
     def refine_boxes(self, predictions, proposals: List[Instances]) -> List[torch.Tensor]:
         """One refined box per region, per image (Ri, 4): the next stage's input boxes.
@@ -204,51 +113,19 @@ class CascadeOutputLayers(nn.Module):
         Class-specific regression picks each region's class: its ground-truth class for a foreground region
         in training, else the highest-scoring foreground class (as MMDetection's `refine_bboxes`)."""
         boxes = self.predict_boxes(predictions, proposals)
-        if self.cls_agnostic_bbox_reg or not proposals:
-            return boxes
+        if self.bbox_pred.out_features == len(self.box2box_transform.weights) or not proposals:
+            return list(boxes)
         logits, _ = predictions
         classes = logits[:, :-1].argmax(dim=1)
         if proposals[0].has("gt_classes"):
             gt_classes = torch.cat([p.gt_classes for p in proposals])
-            fg = gt_classes < self.num_classes
-            classes = torch.where(fg, gt_classes, classes)
+            classes = torch.where(gt_classes < self.num_classes, gt_classes, classes)
         box_dim = len(self.box2box_transform.weights)
         flat = torch.cat(boxes).view(-1, self.num_classes, box_dim)
         chosen = flat[torch.arange(flat.shape[0], device=flat.device), classes]
         return list(chosen.split([len(p) for p in proposals]))
 
-    def predict_probs(self, predictions, proposals: List[Instances]) -> List[torch.Tensor]:
-        """Softmax class probabilities per image, (Ri, K+1)."""
-        logits, _ = predictions
-        return list(F.softmax(logits, dim=-1).split([len(p) for p in proposals]))
-
-    def inference(self, predictions, proposals: List[Instances]):
-        """This stage alone as a detector: `fast_rcnn_inference` on its boxes and probabilities."""
-        return fast_rcnn_inference(
-            self.predict_boxes(predictions, proposals),
-            self.predict_probs(predictions, proposals),
-            [p.image_size for p in proposals],
-            self.test_score_thresh,
-            self.test_nms_thresh,
-            self.test_topk_per_image,
-        )
-
-    def _log_accuracy(self, logits: torch.Tensor, gt_classes: torch.Tensor) -> None:
-        """Classification accuracy and foreground recall, under the caller's event-storage name scope."""
-        if gt_classes.numel() == 0:
-            return
-        pred = logits.argmax(dim=1)
-        fg = gt_classes < self.num_classes
-        fg_count = fg.sum().clamp(min=1)
-        # One device-to-host copy for the four statistics (each .item() would synchronise a GPU on its own).
-        accuracy, num_fg, fg_accuracy, false_negative = torch.stack([
-            (pred == gt_classes).float().mean(),
-            fg.sum().float(),
-            ((pred == gt_classes) & fg).sum() / fg_count,
-            ((pred == self.num_classes) & fg).sum() / fg_count,
-        ]).tolist()
-        storage = get_event_storage()
-        storage.put_scalar("fast_rcnn/cls_accuracy", accuracy)
-        if num_fg > 0:
-            storage.put_scalar("fast_rcnn/fg_cls_accuracy", fg_accuracy)
-            storage.put_scalar("fast_rcnn/false_negative", false_negative)
+    def probs_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (R, K+1) from logits, as `predict_probs` computes them: softmax, or sigmoid where the
+        predictor trains with sigmoid cross-entropy (`use_sigmoid_ce`, an option of Detectron2 main)."""
+        return logits.sigmoid() if getattr(self, "use_sigmoid_ce", False) else F.softmax(logits, dim=-1)

@@ -11,7 +11,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 from torch.autograd.function import Function
-from torch.nn import functional as F
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
@@ -25,10 +24,11 @@ from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
 from detectron2.structures import Boxes, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
 
+from ..config import CASCADE_HEAD, cascade_head_default, yacs_option
 from .box_predictor import build_cascade_box_predictor
 from .roi_align import FastROIPooler
 
-__all__ = ["CascadeRCNNROIHeads", "TEST_SCORE_ENSEMBLES", "check_cascade_stages"]
+__all__ = ["CascadeRCNNROIHeads", "TEST_SCORE_ENSEMBLES", "check_cascade_stages", "split_stage_detections"]
 
 # "stageK" (K an integer) selects one stage and is accepted besides these.
 TEST_SCORE_ENSEMBLES = ("mean_probs", "mean_logits", "last")
@@ -48,23 +48,38 @@ class _ScaleGradient(Function):
         return grad_output * ctx.scale, None
 
 
-def check_cascade_stages(ious: Sequence[float], bbox_reg_weights: Sequence[Sequence[float]]) -> None:
-    """Reject an inconsistent cascade before anything is built; messages name the yacs keys to fix."""
+def check_cascade_stages(
+    ious: Sequence[float],
+    bbox_reg_weights: Sequence[Sequence[float]],
+    keys: Tuple[str, str] = (f"{CASCADE_HEAD}.IOUS", f"{CASCADE_HEAD}.BBOX_REG_WEIGHTS"),
+) -> None:
+    """Reject an inconsistent cascade before anything is built; messages name `keys` (the config keys or arguments
+    that hold `ious` and `bbox_reg_weights`)."""
+    iou_key, weights_key = keys
     if len(ious) == 0:
-        raise ValueError("A cascade needs at least one stage: MODEL.ROI_BOX_CASCADE_HEAD.IOUS is empty")
+        raise ValueError(f"A cascade needs at least one stage: {iou_key} is empty")
     if len(ious) != len(bbox_reg_weights):
         raise ValueError(
-            f"MODEL.ROI_BOX_CASCADE_HEAD.IOUS has {len(ious)} stages but BBOX_REG_WEIGHTS has "
-            f"{len(bbox_reg_weights)}: give one (wx, wy, ww, wh) tuple per stage"
+            f"{iou_key} has {len(ious)} stages but {weights_key} has {len(bbox_reg_weights)}: "
+            "give one (wx, wy, ww, wh) tuple per stage"
         )
     for t, iou in enumerate(ious):
         if not 0.0 < float(iou) < 1.0:
-            raise ValueError(f"MODEL.ROI_BOX_CASCADE_HEAD.IOUS[{t}] = {iou} is outside (0, 1)")
+            raise ValueError(f"{iou_key}[{t}] = {iou} is outside (0, 1)")
     for t, weights in enumerate(bbox_reg_weights):
         if len(weights) != 4 or any(float(w) <= 0 for w in weights):
-            raise ValueError(
-                f"MODEL.ROI_BOX_CASCADE_HEAD.BBOX_REG_WEIGHTS[{t}] = {tuple(weights)}: expected 4 positive weights"
-            )
+            raise ValueError(f"{weights_key}[{t}] = {tuple(weights)}: expected 4 positive weights")
+
+
+def split_stage_detections(instances: Instances) -> Tuple[Instances, List[Instances]]:
+    """Split one image's detections of a model whose cascade heads return stage detections
+    (`return_stage_detections=True`: rows with a `stage` field) into (the model's own detections, [stage 0's own,
+    stage 1's own, ...]). Instances without that field are returned as they are, with no stages."""
+    if not instances.has("stage"):
+        return instances, []
+    stage = instances.stage
+    num_stages = int(stage.max()) + 1 if len(stage) else 0
+    return instances[stage < 0], [instances[stage == t] for t in range(num_stages)]
 
 
 def _stage_iou(matcher: Matcher) -> float:
@@ -90,16 +105,17 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         box_heads: List[nn.Module],
         box_predictors: List[nn.Module],
         proposal_matchers: List[Matcher],
-        stage_sampling: str = "relabel",
+        stage_sampling: str = cascade_head_default("STAGE_SAMPLING"),
         stage_loss_weights: Optional[Sequence[float]] = None,
-        test_score_ensemble: str = "mean_probs",
-        mask_train_stage: int = 0,
-        fast_roi_align: bool = True,
+        test_score_ensemble: str = cascade_head_default("TEST_SCORE_ENSEMBLE"),
+        mask_train_stage: int = cascade_head_default("MASK_TRAIN_STAGE"),
+        return_stage_detections: bool = cascade_head_default("RETURN_STAGE_DETECTIONS"),
         **kwargs,
     ):
         """
         Args:
-            box_in_features, box_pooler: as in `StandardROIHeads`.
+            box_in_features, box_pooler: as in `StandardROIHeads`. `FastROIPooler` (our configs' choice) pools
+                with multi-threaded RoIAlign on the CPU; Detectron2's `ROIPooler` works as well.
             box_heads, box_predictors, proposal_matchers: one per stage, in stage order. Matcher t labels the
                 input boxes of stage t foreground at IoU >= u_t (the first matches the RPN proposals).
             stage_sampling: how stages 1..T-1 get their training RoIs from the previous stage's boxes.
@@ -118,13 +134,16 @@ class CascadeRCNNROIHeads(StandardROIHeads):
                 train it: 0 (Detectron2) or T-1 (the authors' last stage). With a list of T mask heads
                 (MMDetection), head t trains on stage t's RoIs (its loss times the stage's loss weight) and at
                 test time the heads' mask probabilities for the final boxes are averaged.
-            fast_roi_align: pool with `FastROIPooler` (same outputs as torchvision's RoIAlign up to float
-                rounding; multi-threaded forward and backward) where box_pooler / mask_pooler use ROIAlign or
-                ROIAlignV2. False keeps the poolers as given (Detectron2's).
+            return_stage_detections: at inference, also return each stage's own detections (its boxes scored by
+                its classifier alone, post-processed as usual) as extra rows of each image's Instances, with a field
+                `stage`: t for stage t's rows, -1 for the model's own detections. `split_stage_detections` separates
+                them; per-stage evaluation reads them.
             kwargs: the rest of `StandardROIHeads`' arguments (num_classes, sampling, mask and keypoint heads).
         """
         if "proposal_matcher" in kwargs:
             raise ValueError("CascadeRCNNROIHeads takes one matcher per stage: pass proposal_matchers=[...]")
+        if "fast_roi_align" in kwargs:
+            raise ValueError("fast_roi_align is not an argument: choose the pooler, box_pooler=L(FastROIPooler)(...)")
         num_stages = len(box_heads)
         if num_stages == 0:
             raise ValueError("CascadeRCNNROIHeads needs at least one stage: box_heads is empty")
@@ -139,16 +158,10 @@ class CascadeRCNNROIHeads(StandardROIHeads):
                     f"proposal_matchers[{t}] must be Matcher([u], [0, 1]) with u in (0, 1); "
                     f"got thresholds {matcher.thresholds[1:-1]}"
                 )
-        if stage_sampling not in STAGE_SAMPLINGS:
-            raise ValueError(
-                f"stage_sampling={stage_sampling!r} (MODEL.ROI_BOX_CASCADE_HEAD.STAGE_SAMPLING) is not one of "
-                f"{STAGE_SAMPLINGS}"
-            )
-        if stage_loss_weights is not None and len(stage_loss_weights) != num_stages:
-            raise ValueError(
-                f"stage_loss_weights has {len(stage_loss_weights)} entries for {num_stages} stages "
-                "(MODEL.ROI_BOX_CASCADE_HEAD.STAGE_LOSS_WEIGHTS): give one per stage, or none"
-            )
+        self._check_stage_options(
+            num_stages, stage_sampling, stage_loss_weights, test_score_ensemble, mask_train_stage,
+            keys={k: k for k in ("stage_sampling", "stage_loss_weights", "test_score_ensemble", "mask_train_stage")},
+        )
         test_stage = self._parse_test_score_ensemble(test_score_ensemble, num_stages)
         # A sequence of mask heads (a list, or LazyConfig's ListConfig) means one per stage.
         mask_head = kwargs.get("mask_head")
@@ -161,11 +174,6 @@ class CascadeRCNNROIHeads(StandardROIHeads):
                     f"Per-stage masks need one mask head per stage: got {len(kwargs['mask_head'])} for {num_stages}"
                 )
             kwargs["mask_head"] = nn.ModuleList(kwargs["mask_head"])
-        if not 0 <= mask_train_stage < num_stages:
-            raise ValueError(
-                f"mask_train_stage={mask_train_stage} (MODEL.ROI_BOX_CASCADE_HEAD.MASK_TRAIN_STAGE) is not a stage "
-                f"of this {num_stages}-stage cascade"
-            )
         # The base class wants one matcher (for its own sampling, which we replace by _label_and_sample).
         super().__init__(
             box_in_features=box_in_features,
@@ -175,10 +183,6 @@ class CascadeRCNNROIHeads(StandardROIHeads):
             proposal_matcher=proposal_matchers[0],
             **kwargs,
         )
-        if fast_roi_align:
-            for pooler in (self.box_pooler, getattr(self, "mask_pooler", None)):
-                if isinstance(pooler, ROIPooler) and FastROIPooler.supports(pooler):
-                    FastROIPooler.from_pooler(pooler)
         self.num_cascade_stages = num_stages
         self.proposal_matchers = proposal_matchers
         self.stage_sampling = stage_sampling
@@ -187,13 +191,28 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         self.test_stage = test_stage
         self.mask_per_stage = mask_per_stage
         self.mask_train_stage = mask_train_stage
-        # Per-stage evaluation: when True, inference also keeps each stage's own detections (its boxes, its
-        # scores alone) in `stage_predictions`: a list over stages of per-image Instances.
-        self.record_stage_predictions = False
-        self.stage_predictions: List[List[Instances]] = []
+        self.return_stage_detections = return_stage_detections
 
     @staticmethod
-    def _parse_test_score_ensemble(name: str, num_stages: int) -> Optional[int]:
+    def _check_stage_options(num_stages, stage_sampling, stage_loss_weights, test_score_ensemble, mask_train_stage,
+                             keys: Dict[str, str]) -> None:
+        """Reject options that do not fit a `num_stages` cascade; messages name `keys` (argument -> the name the
+        user wrote it under: the argument itself, or its yacs key)."""
+        if stage_sampling not in STAGE_SAMPLINGS:
+            raise ValueError(f"{keys['stage_sampling']}={stage_sampling!r} is not one of {STAGE_SAMPLINGS}")
+        if stage_loss_weights is not None and len(stage_loss_weights) != num_stages:
+            raise ValueError(
+                f"{keys['stage_loss_weights']} has {len(stage_loss_weights)} entries for {num_stages} stages: "
+                "give one per stage, or none"
+            )
+        CascadeRCNNROIHeads._parse_test_score_ensemble(test_score_ensemble, num_stages, keys["test_score_ensemble"])
+        if not 0 <= mask_train_stage < num_stages:
+            raise ValueError(
+                f"{keys['mask_train_stage']}={mask_train_stage} is not a stage of this {num_stages}-stage cascade"
+            )
+
+    @staticmethod
+    def _parse_test_score_ensemble(name: str, num_stages: int, key: str = "test_score_ensemble") -> Optional[int]:
         """Return the single stage `name` selects (None for an ensemble of all stages); reject unknown names."""
         if name in ("mean_probs", "mean_logits"):
             return None
@@ -202,27 +221,51 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         if name.startswith("stage") and name[5:].isdigit() and int(name[5:]) < num_stages:
             return int(name[5:])
         raise ValueError(
-            f"test_score_ensemble={name!r} (MODEL.ROI_BOX_CASCADE_HEAD.TEST_SCORE_ENSEMBLE) is not one of "
-            f"{TEST_SCORE_ENSEMBLES} or 'stage0'..'stage{num_stages - 1}'"
+            f"{key}={name!r} is not one of {TEST_SCORE_ENSEMBLES} or 'stage0'..'stage{num_stages - 1}'"
         )
 
     @classmethod
     def from_config(cls, cfg, input_shape):
         ret = super().from_config(cfg, input_shape)
         ret.pop("proposal_matcher")
-        # .get: a user's own Detectron2 config without add_cascade_config() gets Detectron2's semantics.
-        cascade = cfg.MODEL.ROI_BOX_CASCADE_HEAD
-        ret["stage_sampling"] = cascade.get("STAGE_SAMPLING", "relabel")
-        ret["stage_loss_weights"] = list(cascade.get("STAGE_LOSS_WEIGHTS", [])) or None
-        ret["test_score_ensemble"] = cascade.get("TEST_SCORE_ENSEMBLE", "mean_probs")
-        ret["mask_train_stage"] = cascade.get("MASK_TRAIN_STAGE", 0)
-        ret["fast_roi_align"] = cascade.get("FAST_ROI_ALIGN", True)
+        options = {
+            "stage_sampling": "STAGE_SAMPLING",
+            "stage_loss_weights": "STAGE_LOSS_WEIGHTS",
+            "test_score_ensemble": "TEST_SCORE_ENSEMBLE",
+            "mask_train_stage": "MASK_TRAIN_STAGE",
+            "return_stage_detections": "RETURN_STAGE_DETECTIONS",
+        }
+        for argument, key in options.items():
+            ret[argument] = yacs_option(cfg, f"{CASCADE_HEAD}.{key}")
+        ret["stage_loss_weights"] = list(ret["stage_loss_weights"]) or None
+        cls._check_stage_options(
+            len(cfg.MODEL.ROI_BOX_CASCADE_HEAD.IOUS), *(ret[a] for a in list(options)[:4]),
+            keys={a: f"{CASCADE_HEAD}.{k}" for a, k in options.items()},
+        )
         return ret
+
+    @staticmethod
+    def _build_pooler(cfg, head: str, input_shape: Dict[str, ShapeSpec]) -> Optional[ROIPooler]:
+        """The region pooler `MODEL.<head>` (ROI_BOX_HEAD / ROI_MASK_HEAD) describes: `FastROIPooler` where
+        `MODEL.ROI_BOX_CASCADE_HEAD.FAST_ROI_ALIGN` is on and the type is ROIAlign(V2), else Detectron2's."""
+        head_cfg = cfg.MODEL[head]
+        if not head_cfg.POOLER_TYPE:
+            return None
+        fast = yacs_option(cfg, f"{CASCADE_HEAD}.FAST_ROI_ALIGN") and head_cfg.POOLER_TYPE in ("ROIAlign", "ROIAlignV2")
+        return (FastROIPooler if fast else ROIPooler)(
+            output_size=head_cfg.POOLER_RESOLUTION,
+            scales=tuple(1.0 / input_shape[f].stride for f in cfg.MODEL.ROI_HEADS.IN_FEATURES),
+            sampling_ratio=head_cfg.POOLER_SAMPLING_RATIO,
+            pooler_type=head_cfg.POOLER_TYPE,
+        )
 
     @classmethod
     def _init_mask_head(cls, cfg, input_shape):
         ret = super()._init_mask_head(cfg, input_shape)
-        if ret and cfg.MODEL.ROI_BOX_CASCADE_HEAD.get("MASK_PER_STAGE", False):
+        if not ret:
+            return ret
+        ret["mask_pooler"] = cls._build_pooler(cfg, "ROI_MASK_HEAD", input_shape)
+        if yacs_option(cfg, f"{CASCADE_HEAD}.MASK_PER_STAGE"):
             # One more head per further stage, each built (and initialised) as the base class built the first.
             in_features = cfg.MODEL.ROI_HEADS.IN_FEATURES
             resolution = cfg.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION
@@ -244,12 +287,7 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         if len(in_channels) != 1:
             raise ValueError(f"MODEL.ROI_HEADS.IN_FEATURES {in_features} have different channel counts {in_channels}")
         resolution = cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION
-        box_pooler = ROIPooler(
-            output_size=resolution,
-            scales=tuple(1.0 / input_shape[f].stride for f in in_features),
-            sampling_ratio=cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO,
-            pooler_type=cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE,
-        )
+        box_pooler = cls._build_pooler(cfg, "ROI_BOX_HEAD", input_shape)
         pooled_shape = ShapeSpec(channels=in_channels.pop(), width=resolution, height=resolution)
         box_heads, box_predictors, matchers = [], [], []
         for stage, iou in enumerate(cascade.IOUS):
@@ -289,10 +327,6 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         stage); inference returns per-image Instances with pred_boxes, scores, pred_classes.
         """
         features = [features[f] for f in self.box_in_features]
-        if isinstance(self.box_pooler, FastROIPooler) and features[0].device.type == "cpu":
-            # Channels-last once for all stages: the pooler then reads pixels as contiguous rows of C channels.
-            # (On a GPU it defers to torchvision's kernel, which wants NCHW.)
-            features = [f.contiguous(memory_format=torch.channels_last) for f in features]
         image_sizes = [p.image_size for p in proposals]
         stage_outputs: List[Tuple[Tuple[torch.Tensor, torch.Tensor], List[Instances]]] = []
         boxes = None
@@ -312,18 +346,30 @@ class CascadeRCNNROIHeads(StandardROIHeads):
 
         if self.training:
             return self._stage_losses(stage_outputs), [stage_proposals for _, stage_proposals in stage_outputs]
-        if self.record_stage_predictions:
-            self.stage_predictions = [
-                self.box_predictor[t].inference(predictions, stage_proposals)[0]
-                for t, (predictions, stage_proposals) in enumerate(stage_outputs)
-            ]
         scores = self._ensemble_scores([predictions for predictions, _ in stage_outputs], proposals)
         last = self.box_predictor[-1]
         boxes = last.predict_boxes(stage_outputs[-1][0], proposals)  # (Ri, 4) or (Ri, 4K)
         instances, _ = fast_rcnn_inference(
             boxes, scores, image_sizes, last.test_score_thresh, last.test_nms_thresh, last.test_topk_per_image
         )
+        if self.return_stage_detections:
+            instances = self._with_stage_detections(instances, stage_outputs)
         return instances
+
+    def _with_stage_detections(self, instances: List[Instances], stage_outputs) -> List[Instances]:
+        """Append each stage's own detections (its boxes, its classifier alone) to every image's detections, rows
+        marked by a `stage` field (-1 for the model's own detections)."""
+        per_stage = [
+            self.box_predictor[t].inference(predictions, stage_proposals)[0]
+            for t, (predictions, stage_proposals) in enumerate(stage_outputs)
+        ]
+        out = []
+        for i, own in enumerate(instances):
+            parts = [own] + [stage[i] for stage in per_stage]
+            for t, part in enumerate(parts):
+                part.stage = torch.full((len(part),), t - 1, dtype=torch.int64, device=part.scores.device)
+            out.append(Instances.cat(parts))
+        return out
 
     def _stage_losses(self, stage_outputs) -> Dict[str, torch.Tensor]:
         storage = get_event_storage()
@@ -365,20 +411,22 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         return instances
 
     def _ensemble_scores(self, stage_predictions, proposals: List[Instances]) -> List[torch.Tensor]:
-        """Per-image class probabilities (Ri, K+1) from the stages' logits, by `test_score_ensemble`."""
+        """Per-image class probabilities (Ri, K+1) from the stages' logits, by `test_score_ensemble`; each stage's
+        logits become probabilities as its predictor computes them (softmax, or sigmoid for sigmoid CE)."""
         logits = [p[0] for p in stage_predictions]
+        predictors = self.box_predictor
         if self.test_stage is not None:
-            probs = F.softmax(logits[self.test_stage], dim=-1)
+            probs = predictors[self.test_stage].probs_from_logits(logits[self.test_stage])
         elif self.test_score_ensemble == "mean_logits":
-            probs = F.softmax(sum(logits) / len(logits), dim=-1)
+            probs = predictors[-1].probs_from_logits(sum(logits) / len(logits))
         else:  # mean_probs
-            probs = sum(F.softmax(x, dim=-1) for x in logits) * (1.0 / len(logits))
+            probs = sum(p.probs_from_logits(x) for p, x in zip(predictors, logits)) * (1.0 / len(logits))
         return list(probs.split([len(p) for p in proposals]))
 
     def _run_stage(self, features: List[torch.Tensor], proposals: List[Instances], stage: int):
         """Pool, run stage `stage`'s head and predictor: returns (logits (R, K+1), deltas (R, 4 or 4K))."""
         box_features = self.box_pooler(features, [p.proposal_boxes for p in proposals])
-        if self.stage_loss_weights is None:
+        if self.training and self.stage_loss_weights is None:
             # Summing T stage losses would scale the gradient into the shared features by T; scaling it by
             # 1/T is equivalent to averaging the stage losses while keeping each head's own gradient whole.
             box_features = _ScaleGradient.apply(box_features, 1.0 / self.num_cascade_stages)

@@ -12,6 +12,7 @@ when sampling_ratio is 0), the same bilinear rules at the borders (points beyond
 points in (-1, 0] clamp to 0, the last row/column is repeated), averaged over the bin's points. Only the summation
 order differs (float rounding). `FastROIPooler` is Detectron2's `ROIPooler` (same level assignment) using it.
 """
+import weakref
 from typing import List
 
 import torch
@@ -89,32 +90,30 @@ def roi_align_rows(features, rois, output_size: int, spatial_scale: float, sampl
 
 
 class FastROIPooler(ROIPooler):
-    """Detectron2's `ROIPooler` for ROIAlign / ROIAlignV2 with `roi_align_rows` in place of torchvision's kernel:
-    same arguments, same level assignment, same outputs (R, C, P, P) up to float rounding. Features on a GPU go
-    to torchvision's kernel, which is parallel there."""
+    """Detectron2's `ROIPooler` for ROIAlign / ROIAlignV2 with `roi_align_rows` in place of torchvision's CPU kernel:
+    same arguments, same level assignment, same outputs (R, C, P, P) up to float rounding.
+
+    It owns its memory layout: CPU features are read as channels-last rows, converted once per feature map and
+    reused while the same maps are pooled again (the cascade pools them once per stage). Features on a GPU, and a
+    model being traced or exported, go to torchvision's kernel (parallel on a GPU; an exportable op)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._check_supported(self)
+        if not self.supports(self):
+            raise ValueError(
+                f"FastROIPooler computes ROIAlign and ROIAlignV2 only; got pooler_type {kwargs.get('pooler_type')!r}"
+            )
+        self._channels_last = _LayoutCache()
 
     @staticmethod
     def supports(pooler: ROIPooler) -> bool:
         """Whether `pooler` pools with ROIAlign / ROIAlignV2 at every level (what this class computes)."""
         return all(isinstance(level, ROIAlign) for level in pooler.level_poolers)
 
-    @classmethod
-    def from_pooler(cls, pooler: ROIPooler) -> "FastROIPooler":
-        """Turn a built ROIAlign / ROIAlignV2 `ROIPooler` into a FastROIPooler (in place; it has no weights)."""
-        cls._check_supported(pooler)
-        pooler.__class__ = cls
-        return pooler
-
-    @classmethod
-    def _check_supported(cls, pooler: ROIPooler) -> None:
-        if not cls.supports(pooler):
-            raise ValueError("FastROIPooler supports pooler_type ROIAlign and ROIAlignV2 only")
-
     def forward(self, x: List[torch.Tensor], box_lists: List[Boxes]):
+        if x[0].device.type != "cpu" or torch.jit.is_tracing() or torch.jit.is_scripting():
+            return super().forward(x, box_lists)
+        x = self._channels_last(x)
         rois = convert_boxes_to_pooler_format(box_lists)
         output_size = self.output_size[0]
         if len(self.level_poolers) == 1:
@@ -130,8 +129,31 @@ class FastROIPooler(ROIPooler):
 
     def _pool(self, level, features, rois):
         op = self.level_poolers[level]
-        if features.device.type != "cpu":  # torchvision's CUDA kernel is already parallel over RoIs
-            return op(features, rois)
         return roi_align_rows(features, rois, self.output_size[0], op.spatial_scale, op.sampling_ratio, op.aligned)
 
 
+class _LayoutCache:
+    """Channels-last copies of the feature maps last given, kept until those maps are freed (weak references), so a
+    cascade's stages convert each map once."""
+
+    def __init__(self):
+        self._sources: List[weakref.ref] = []
+        self._versions: List[int] = []
+        self._converted: List[torch.Tensor] = []
+
+    def __call__(self, features: List[torch.Tensor]) -> List[torch.Tensor]:
+        if all(f.is_contiguous(memory_format=torch.channels_last) for f in features):
+            return features  # e.g. a channels-last backbone at inference: nothing to convert or keep
+        same = len(self._sources) == len(features) and all(r() is f for r, f in zip(self._sources, features))
+        if same and self._versions == [f._version for f in features]:
+            return self._converted
+        converted = [f.contiguous(memory_format=torch.channels_last) for f in features]
+        # The old weak references go first, so that freeing the old copies cannot clear the new ones.
+        self._sources = [weakref.ref(f, self._clear) for f in features]
+        self._versions = [f._version for f in features]
+        self._converted = converted
+        return converted
+
+    def _clear(self, ref) -> None:
+        if any(r is ref for r in self._sources):  # a map of the current set was freed: the copies go too
+            self._sources, self._versions, self._converted = [], [], []

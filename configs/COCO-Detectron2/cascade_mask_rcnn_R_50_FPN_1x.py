@@ -12,19 +12,22 @@ stages' probabilities at test, one mask head trained on stage 0's RoIs, multi-sc
 """
 from detectron2 import model_zoo
 
+from cascade_det.data import build_train_loader
+
 from ..common.models.cascade_rcnn_fpn import model
+from ..common.models.mask_head import mask_head, mask_in_features, mask_pooler
 from ..common.train import train
 
-mask_rcnn = model_zoo.get_config("common/models/mask_rcnn_fpn.py").model.roi_heads
 model.roi_heads.update(
-    mask_in_features=mask_rcnn.mask_in_features,
-    mask_pooler=mask_rcnn.mask_pooler,
-    mask_head=mask_rcnn.mask_head,
+    mask_in_features=mask_in_features,
+    mask_pooler=mask_pooler,
+    mask_head=mask_head,
     mask_train_stage=0,
 )
 model.proposal_generator.post_nms_topk = (2000, 1000)
 
 dataloader = model_zoo.get_config("common/data/coco.py").dataloader
+dataloader.train._target_ = build_train_loader  # Detectron2's loader, resumable exactly
 optimizer = model_zoo.get_config("common/optim.py").SGD
 lr_multiplier = model_zoo.get_config("common/coco_schedule.py").lr_multiplier_1x
 train.update(

@@ -6,16 +6,13 @@ box 41.2 / mask 35.9; Detectron2's own recipe box 42.1 / mask 36.4.
 Detectron2's (and the authors') variant, one mask head trained on stage-0 RoIs:
     model.roi_heads.mask_head = <one MaskRCNNConvUpsampleHead>   (mask_train_stage=2: on the last stage's RoIs)
 """
-from detectron2 import model_zoo
-
+from ..common.models.mask_head import mask_head, mask_in_features, mask_pooler
 from .cascade_rcnn_R_50_FPN_1x import dataloader, lr_multiplier, model, optimizer, train  # noqa: F401
 
-mask_rcnn = model_zoo.get_config("common/models/mask_rcnn_fpn.py").model.roi_heads
-mask_head = mask_rcnn.mask_head
 mask_head.num_classes = "${...num_classes}"  # inside the list of heads: the roi_heads' num_classes
 model.roi_heads.update(
-    mask_in_features=mask_rcnn.mask_in_features,
-    mask_pooler=mask_rcnn.mask_pooler,
+    mask_in_features=mask_in_features,
+    mask_pooler=mask_pooler,
     mask_head=[mask_head for _ in model.roi_heads.box_heads],
 )
 dataloader.train.mapper.use_instance_mask = True

@@ -3,8 +3,9 @@
     python train_net.py --config-file configs/Shapes/cascade_rcnn_R_18_FPN.py
 
 Derived from the common Cascade R-CNN R50-FPN model; what differs is what a 128x128, 4-class dataset and a
-from-scratch backbone need: R-18 with trainable BN, FPN of 128 channels, small anchors, fewer proposals and
-RoIs, two 256-d FCs per stage.
+from-scratch backbone need: R-18 with trainable BN, FPN of 64 channels, small anchors, fewer proposals and
+RoIs, two 256-d FCs per stage. `cascade_rcnn_R_18_FPN.yaml` is the same model and schedule for yacs users, and
+`faster_rcnn_R_18_FPN.py` the same detector without the cascade (tests/test_configs.py keeps the three in step).
 """
 import torch
 from fvcore.common.param_scheduler import MultiStepParamScheduler

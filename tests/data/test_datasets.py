@@ -6,7 +6,7 @@ import os
 import pytest
 
 import cascade_det  # noqa: F401
-from cascade_det.data import SHAPE_CLASSES, check_dataset_files, ensure_embedded_split
+from cascade_det.data import SHAPE_CLASSES, DatasetError, check_datasets, ensure_embedded_split
 from cascade_det.data.shapes import write_shapes_split
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
@@ -54,21 +54,30 @@ def test_embedded_splits_load_through_detectron2_coco_json_path():
     assert meta.thing_classes == list(SHAPE_CLASSES) and meta.evaluator_type == "coco"
 
 
+def check(names):
+    return check_datasets(names, split="training", key="dataloader.train.dataset.names")
+
+
 def test_missing_user_dataset_names_the_path_and_how_to_fix(tmp_path):
     missing = tmp_path / "nowhere" / "instances.json"
     register_coco_instances("test_missing_dataset", {}, str(missing), str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match=f"json_file {missing} does not exist.*register_coco_instances"):
-        check_dataset_files(["test_missing_dataset"])
+        check(["test_missing_dataset"])
 
 
 def test_missing_builtin_coco_names_detectron2_datasets(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="DETECTRON2_DATASETS"):
-        check_dataset_files(["coco_2017_val"])
+        check(["coco_2017_val"])
 
 
-def test_unregistered_dataset_lists_the_registered_ones():
-    with pytest.raises(KeyError, match="not registered"):
-        check_dataset_files(["no_such_dataset"])
+def test_unregistered_dataset_names_the_key_the_closest_names_and_how_to_register():
+    with pytest.raises(DatasetError, match=r"dataset 'cascade_shapes_trian' is not registered. Did you mean "
+                                           r"'cascade_shapes_train'.*--register-coco"):
+        check(["cascade_shapes_trian"])
+
+
+def test_embedded_dataset_passes_the_checks_and_names_its_categories():
+    assert check(["cascade_shapes_train"]) == list(SHAPE_CLASSES)
 
 
 def test_unwritable_dataset_folder_names_the_variable(tmp_path):

@@ -49,7 +49,8 @@ def test_per_stage_evaluation_reports_each_stage_in_log_metrics_and_plot(trained
     # The ensemble is what the model outputs: its AP is the COCOEvaluator's.
     assert metrics["per_stage_bbox/ensemble/AP"] == pytest.approx(metrics["bbox/AP"], abs=1e-4)
     assert "Per-stage box AP on cascade_shapes_val" in log
-    assert os.path.getsize(os.path.join(out, "inference", "per_stage_ap.png")) > 1000
+    # Each evaluation has a folder of its own, named by the iteration of the checkpoint it evaluated.
+    assert os.path.getsize(os.path.join(out, "inference", "iter_0000003", "per_stage_ap.png")) > 1000
 
 
 def test_eval_only_reproduces_the_training_evaluation(trained):
@@ -59,6 +60,10 @@ def test_eval_only_reproduces_the_training_evaluation(trained):
     assert proc.returncode == 0, proc.stdout[-4000:]
     train_ap, eval_only_ap = eval_ap(out)  # --eval-only appended its numbers to metrics.json
     assert eval_only_ap == pytest.approx(train_ap, abs=1e-6)
+    # Its outputs and config went to a folder of its own; the training run's files are untouched.
+    eval_dir = os.path.join(out, "inference", "eval_1")
+    assert os.path.isfile(os.path.join(eval_dir, "coco_instances_results.json"))
+    assert os.path.isfile(os.path.join(eval_dir, "config.yaml")) and os.path.isfile(os.path.join(eval_dir, "log.txt"))
 
 
 def test_new_run_refuses_to_overwrite_a_previous_run_and_resume_continues_it(trained):
@@ -128,7 +133,7 @@ def test_missing_coco_says_where_it_looked_and_how_to_point_elsewhere(tmp_path):
 def test_eval_only_refuses_a_checkpoint_carrying_code(tmp_path):
     import torch
 
-    from ..test_checkpoint import CodePayload
+    from ..test_weights import CodePayload
 
     marker = tmp_path / "payload_ran"
     path = tmp_path / "evil.pth"

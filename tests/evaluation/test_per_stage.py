@@ -36,8 +36,8 @@ def test_ap_per_iou_threshold_follows_the_detection_iou():
     assert result["AP"] == pytest.approx(50.0)  # 5 of 10 thresholds (0.50..0.70) matched
 
 
-def test_no_detections_give_zero_ap():
-    assert coco_box_ap(one_box_coco(), [], {0: 7})["AP"] == 0.0
+def test_no_detections_give_nan_as_coco_evaluator_reports_them():
+    assert all(np.isnan(v) for v in coco_box_ap(one_box_coco(), [], {0: 7}).values())
 
 
 def test_plot_is_written(tmp_path):
@@ -48,9 +48,12 @@ def test_plot_is_written(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_per_stage_evaluator_refuses_a_model_without_cascade_heads():
-    class NotCascade(torch.nn.Module):
-        roi_heads = torch.nn.Identity()
+def test_per_stage_evaluator_refuses_outputs_without_stage_detections():
+    from detectron2.structures import Boxes, Instances
 
-    with pytest.raises(TypeError, match="CascadeRCNNROIHeads"):
-        PerStageCOCOEvaluator("cascade_shapes_val", NotCascade())
+    evaluator = PerStageCOCOEvaluator("cascade_shapes_val")
+    evaluator.reset()
+    plain = Instances((10, 10), pred_boxes=Boxes(torch.zeros(0, 4)), scores=torch.zeros(0),
+                      pred_classes=torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match="no stage detections.*return_stage_detections=True"):
+        evaluator.process([{"image_id": 1}], [{"instances": plain}])

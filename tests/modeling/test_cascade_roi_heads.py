@@ -148,7 +148,7 @@ def test_number_of_stages_follows_the_iou_list():
 @pytest.mark.parametrize(
     "ious, weights, message",
     [
-        ([0.5, 0.6], [[10, 10, 5, 5]], "IOUS has 2 stages but BBOX_REG_WEIGHTS has 1"),
+        ([0.5, 0.6], [[10, 10, 5, 5]], "IOUS has 2 stages but MODEL.ROI_BOX_CASCADE_HEAD.BBOX_REG_WEIGHTS has 1"),
         ([0.5, 1.2, 0.7], [[10, 10, 5, 5]] * 3, r"IOUS\[1\] = 1.2 is outside \(0, 1\)"),
         ([0.0], [[10, 10, 5, 5]], r"IOUS\[0\] = 0.0 is outside"),
         ([], [], "at least one stage"),
@@ -170,8 +170,23 @@ def test_unknown_test_score_ensemble_and_wrong_stage_loss_weights_are_rejected()
         build_roi_heads(cfg, input_shapes())
     cfg = small_cascade_cfg()
     cfg.MODEL.ROI_BOX_CASCADE_HEAD.STAGE_LOSS_WEIGHTS = [1.0, 0.5]
-    with pytest.raises(ValueError, match="stage_loss_weights has 2 entries for 3 stages"):
+    with pytest.raises(ValueError, match="MODEL.ROI_BOX_CASCADE_HEAD.STAGE_LOSS_WEIGHTS has 2 entries for 3 stages"):
         build_roi_heads(cfg, input_shapes())
+
+
+def test_errors_name_the_argument_for_lazyconfig_users_and_the_key_for_yacs_users():
+    cfg = small_cascade_cfg()
+    cfg.MODEL.ROI_BOX_CASCADE_HEAD.STAGE_SAMPLING = "resampled"
+    with pytest.raises(ValueError, match=r"^MODEL.ROI_BOX_CASCADE_HEAD.STAGE_SAMPLING='resampled' is not one of"):
+        build_roi_heads(cfg, input_shapes())
+    args = CascadeRCNNROIHeads.from_config(small_cascade_cfg(), input_shapes())
+    for argument, value, message in [
+        ("stage_sampling", "resampled", r"^stage_sampling='resampled' is not one of"),
+        ("test_score_ensemble", "stage7", r"^test_score_ensemble='stage7' is not one of"),
+        ("mask_train_stage", 5, r"^mask_train_stage=5 is not a stage of this 3-stage cascade"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            CascadeRCNNROIHeads(**{**args, argument: value})
 
 
 def test_stage_loss_weights_scale_each_stage_loss(heads_pair):

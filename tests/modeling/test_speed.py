@@ -4,7 +4,7 @@ import copy
 import torch
 
 import cascade_det  # noqa: F401
-from cascade_det.modeling.speed import FrozenBNFoldedConv2d, optimize_for_speed
+from cascade_det.modeling.speed import FastConv2d, optimize_for_speed
 from detectron2.layers import FrozenBatchNorm2d
 from detectron2.modeling.backbone import build_resnet_backbone
 from detectron2.config import get_cfg
@@ -29,7 +29,9 @@ def backbone_with_random_frozen_statistics():
 def test_folded_frozen_bn_and_channels_last_keep_outputs_gradients_and_state_dict():
     reference = backbone_with_random_frozen_statistics()
     fast = optimize_for_speed(copy.deepcopy(reference))
-    assert any(type(m) is FrozenBNFoldedConv2d for m in fast.modules())
+    assert any(type(m) is FastConv2d and m.fold_frozen_bn for m in fast.modules())
+    assert "FastConv2d(" in repr(fast) and "fold_frozen_bn=True" in repr(fast)  # print(model) shows what runs
+    assert not fast._forward_pre_hooks and not any(m._forward_pre_hooks for m in fast.modules())
     assert list(fast.state_dict()) == list(reference.state_dict())
     x = torch.randn(2, 3, 64, 96)
     expected, got = reference(x)["res4"], fast(x)["res4"]

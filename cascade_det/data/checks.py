@@ -1,0 +1,90 @@
+"""Dataset checks that run before a model is built: a run with a dataset it cannot use stops in seconds, with a
+message naming the dataset, the file and the fix, instead of failing after training.
+
+Checked for every dataset a run uses: it is registered, its files exist, it loads, it has images (and, for
+training, annotations), every image file exists (existence only: no pixel is read, so COCO's 118k images take
+seconds), and every annotation's category id is one of the dataset's categories.
+"""
+import difflib
+import os
+from typing import List, Sequence
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from .datasets import EMBEDDED_DATASETS, ensure_embedded_split
+
+__all__ = ["DatasetError", "check_datasets"]
+
+_BUILTIN_PREFIXES = ("coco_", "keypoints_coco_", "lvis_", "cityscapes_", "voc_")
+
+
+class DatasetError(ValueError):
+    """A dataset a run is configured with cannot be used; the message names it and the fix."""
+
+
+def check_datasets(names: Sequence[str], *, split: str, key: str) -> List[str]:
+    """Check the datasets `names` (the `split`, "training" or "test", of a run, configured under the config key
+    `key`); return their category names (thing_classes), which must agree among them."""
+    classes = None
+    for name in names:
+        dataset_classes = _check_one(name, split, key)
+        if classes is not None and dataset_classes is not None and dataset_classes != classes:
+            raise DatasetError(
+                f"The {split} datasets of {key} have different categories: {names[0]!r} has {len(classes)} "
+                f"({', '.join(classes[:5])}...), {name!r} has {len(dataset_classes)}: train and test on one label set"
+            )
+        classes = classes if classes is not None else dataset_classes
+    return classes or []
+
+
+def _check_one(name: str, split: str, key: str):
+    if name in EMBEDDED_DATASETS:
+        ensure_embedded_split(name)
+    registered = DatasetCatalog.list()
+    if name not in registered:
+        close = difflib.get_close_matches(name, registered, n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise DatasetError(
+            f"{key}: dataset {name!r} is not registered.{hint} Register COCO-json data with train_net.py "
+            f"--register-coco {name} JSON IMAGE_ROOT (or detectron2.data.datasets.register_coco_instances)."
+        )
+    metadata = MetadataCatalog.get(name)
+    for attribute in ("json_file", "image_root"):
+        path = getattr(metadata, attribute, None)
+        if path is None or os.path.exists(path):
+            continue
+        if name.startswith(_BUILTIN_PREFIXES):
+            hint = (
+                "Detectron2's builtin datasets live under $DETECTRON2_DATASETS (now "
+                f"{os.environ.get('DETECTRON2_DATASETS', 'unset, so ./datasets')}), e.g. coco/annotations/, "
+                "coco/train2017/, coco/val2017/: set it to the folder that holds them"
+            )
+        else:
+            hint = "fix the path it was registered with (--register-coco / register_coco_instances)"
+        raise FileNotFoundError(f"Dataset {name!r}: {attribute} {path} does not exist; {hint}.")
+    source = getattr(metadata, "json_file", None) or "its registered loader"
+    try:
+        dicts = DatasetCatalog.get(name)
+    except Exception as e:
+        raise DatasetError(f"Dataset {name!r} cannot be loaded from {source}: {type(e).__name__}: {e}") from e
+    if not dicts:
+        raise DatasetError(f"Dataset {name!r} ({source}) has no images: {key} needs a dataset with images.")
+    if split == "training" and not any(d.get("annotations") for d in dicts):
+        raise DatasetError(f"Dataset {name!r} ({source}) has no annotations: it cannot train a detector ({key}).")
+    missing = [d["file_name"] for d in dicts if not os.path.isfile(d["file_name"])]
+    if missing:
+        raise FileNotFoundError(
+            f"Dataset {name!r}: {len(missing)} of its {len(dicts)} image files do not exist, e.g. {missing[0]} "
+            f"(image_root {getattr(metadata, 'image_root', '?')}); fix the image root it was registered with."
+        )
+    classes = list(getattr(metadata, "thing_classes", []) or [])
+    if classes:
+        for d in dicts:
+            for annotation in d.get("annotations", []):
+                category = annotation.get("category_id")
+                if not isinstance(category, int) or not 0 <= category < len(classes):
+                    raise DatasetError(
+                        f"Dataset {name!r}: image {d['file_name']} has an annotation of category id {category!r}, "
+                        f"not one of its {len(classes)} categories ({source})."
+                    )
+    return classes or None

@@ -1,0 +1,66 @@
+"""What a run may do with its output dir: every decision here is taken before anything is written into it.
+
+  * a new training run needs an output dir that holds no earlier run (checkpoints, metrics.json, log.txt, TensorBoard
+    events, config.yaml, inference/): starting over would overwrite or mix them;
+  * `--resume` continues the run whose checkpoints are there; without any checkpoint but with files of an earlier
+    run (one that stopped before its first checkpoint) it refuses too; in an empty dir it starts a new run and
+    says so;
+  * `--eval-only` writes into a folder of its own, `inference/eval_<N>/` (N = 1, 2, ...), beside the training run's
+    files, and only appends to `metrics.json`.
+"""
+import glob
+import logging
+import os
+import re
+from typing import List
+
+from ..checkpoint import run_checkpoints
+
+__all__ = ["OutputDirError", "check_training_dir", "earlier_run_files", "next_eval_dir"]
+
+logger = logging.getLogger("cascade_det")
+
+_RUN_FILES = ("last_checkpoint", "model_*.pth", "metrics.json", "log.txt*", "events.out.tfevents.*", "config.yaml",
+              "inference")
+
+
+class OutputDirError(FileExistsError):
+    """The output dir holds files a run would overwrite or mix with its own."""
+
+
+def earlier_run_files(output_dir: str) -> List[str]:
+    """The files and folders of an earlier run in `output_dir` (names, sorted)."""
+    found = {os.path.basename(p) for pattern in _RUN_FILES for p in glob.glob(os.path.join(output_dir, pattern))}
+    return sorted(found)
+
+
+def check_training_dir(output_dir: str, resume: bool, key: str) -> bool:
+    """Whether this training run resumes (True) or starts new (False) in `output_dir`; raises OutputDirError when
+    neither is safe. `key` is the config key of the output dir, for the message."""
+    files = earlier_run_files(output_dir)
+    checkpoints = run_checkpoints(output_dir) or (["last_checkpoint"] if "last_checkpoint" in files else [])
+    listing = ", ".join(files[:8]) + (", ..." if len(files) > 8 else "")
+    if resume and checkpoints:
+        return True
+    if resume and files:
+        raise OutputDirError(
+            f"--resume: {output_dir} holds no checkpoint to resume from, only files of an earlier run that stopped "
+            f"before its first checkpoint ({listing}). Remove them, or set another output dir ({key}=...)."
+        )
+    if resume:
+        logger.warning("--resume: nothing to resume in %s (no checkpoint): starting a new run", output_dir)
+        return False
+    if files:
+        what = "a training run" if checkpoints else "files of an earlier run (it stopped before its first checkpoint)"
+        raise OutputDirError(
+            f"{output_dir} already holds {what}: {listing}. A new run would overwrite or mix with them. Pass --resume "
+            f"to continue it, or set another output dir ({key}=...)."
+        )
+    return False
+
+
+def next_eval_dir(output_dir: str) -> str:
+    """`output_dir/inference/eval_<N>` for the first N >= 1 not taken (not created here)."""
+    taken = [int(m.group(1)) for name in os.listdir(os.path.join(output_dir, "inference"))
+             if (m := re.fullmatch(r"eval_(\d+)", name))] if os.path.isdir(os.path.join(output_dir, "inference")) else []
+    return os.path.join(output_dir, "inference", f"eval_{max(taken, default=0) + 1}")

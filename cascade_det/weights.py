@@ -1,0 +1,246 @@
+"""Weight files: read them without running code a pickle may carry, write them so that no reader ever sees a
+partial file. Format conversion (torchvision, MMDetection layouts) is `cascade_det.convert`'s job.
+
+A `.pth` or `.pkl` file is a pickle, and unpickling can execute arbitrary code. `load_weights_file` reads:
+  .pth          with `torch.load(weights_only=True)`: tensors, containers, numbers, numpy arrays, and inert
+                stand-ins for mmengine's logged training state (MMDetection v3 checkpoints);
+  .pkl          (Detectron2 model zoo, Detectron/Caffe2, converted ImageNet backbones) with an unpickler that only
+                builds numpy arrays and plain containers;
+  .safetensors  model weights, no pickle at all.
+Anything else in a pickle is refused with `UnsafeCheckpointError`, whose message names the file and the flag that
+allows it (`train.allow_unsafe_pickle=True` / `MODEL.ALLOW_UNSAFE_PICKLE True`), for trusted files only. A file that
+is missing, empty, truncated or not a checkpoint is a `WeightsFileError` (or FileNotFoundError) naming it.
+"""
+import contextlib
+import io
+import logging
+import os
+import pickle
+import tempfile
+import zipfile
+from typing import Dict, Mapping, Optional
+
+import numpy as np
+import torch
+
+__all__ = [
+    "UnsafeCheckpointError",
+    "WeightsFileError",
+    "atomic_write",
+    "check_state_dict",
+    "check_weights_file",
+    "load_weights_file",
+    "save_safetensors",
+]
+
+logger = logging.getLogger(__name__)
+
+UNSAFE_FLAG = "train.allow_unsafe_pickle=True (LazyConfig) or MODEL.ALLOW_UNSAFE_PICKLE True (yacs)"
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint holds pickled objects beyond weights; loading it could execute code."""
+
+
+class WeightsFileError(ValueError):
+    """A weights file that exists but cannot be used: empty, truncated, or not a checkpoint."""
+
+
+def check_weights_file(path: str, key: Optional[str] = None) -> None:
+    """The one check that a local weights file exists (nothing is ever downloaded). `key` is the config key that
+    named it (e.g. "train.init_checkpoint"), for the message."""
+    if "://" in path or os.path.isfile(path):
+        return
+    where = f"{key}={path}" if key else path
+    raise FileNotFoundError(
+        f"{where} does not exist. Weights are read from local files only: put the file on this machine and give "
+        "its path: an ImageNet backbone (torchvision's resnet50-0676ba61.pth for the MMDetection-recipe configs, "
+        "MSRA's R-50.pkl for Detectron2's), a published Detectron2 or MMDetection checkpoint, or your own."
+    )
+
+
+def load_weights_file(path: str, *, allow_unsafe_pickle: bool = False) -> Dict:
+    """Read a checkpoint as Detectron2's checkpointer expects it: a dict with a "model" entry (the weights, or for
+    layouts `cascade_det.convert` recognises, the file's own structure) and any other entries the file holds
+    ("iteration", "optimizer", "__author__", ...). Raises FileNotFoundError, WeightsFileError or
+    UnsafeCheckpointError, each naming `path`."""
+    check_weights_file(path)
+    if os.path.getsize(path) == 0:
+        raise WeightsFileError(f"{path} is empty (0 bytes): an interrupted copy or save? Use another checkpoint.")
+    if path.endswith(".safetensors"):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return {"model": load_file(path), "__author__": "safetensors"}
+        except SafetensorError as e:
+            raise _unreadable(path, e) from e
+    if allow_unsafe_pickle:
+        logger.warning("Loading %s with arbitrary unpickling (allow_unsafe_pickle is set)", path)
+    try:
+        if path.endswith(".pkl"):
+            return _detectron2_pkl_layout(_read_pkl(path, allow_unsafe_pickle), path)
+        loaded = _read_pth(path, allow_unsafe_pickle)
+    except (UnsafeCheckpointError, FileNotFoundError):
+        raise
+    except (EOFError, pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, ValueError, OSError) as e:
+        if isinstance(e, pickle.UnpicklingError) and not allow_unsafe_pickle and "WeightsUnpickler" in str(e):
+            raise _refuse(path, _unpickler_detail(str(e))) from e
+        raise _unreadable(path, e) from e
+    if not isinstance(loaded, Mapping):
+        raise WeightsFileError(
+            f"{path} holds a {type(loaded).__name__}, not a checkpoint (a dict of tensors, or a dict with a 'model' "
+            "entry)"
+        )
+    return dict(loaded) if "model" in loaded else {"model": loaded}
+
+
+def check_state_dict(weights, path: str) -> None:
+    """A model state dict must map names to tensors or numpy arrays; say which entry is not, naming the file."""
+    if not isinstance(weights, Mapping):
+        raise WeightsFileError(f"{path}: its 'model' entry is a {type(weights).__name__}, not a dict of tensors")
+    for name, value in weights.items():
+        if not isinstance(value, (torch.Tensor, np.ndarray)):
+            raise WeightsFileError(
+                f"{path}: entry {name!r} of its weights is a {type(value).__name__}, not a tensor: not a checkpoint "
+                "layout cascade_det knows (Detectron2, cascade_det, MMDetection, torchvision ResNet)"
+            )
+
+
+def save_safetensors(state_dict: Dict[str, torch.Tensor], path: str) -> None:
+    """Write model weights as .safetensors (tensors made contiguous; shared storage is copied), atomically."""
+    from safetensors.torch import save
+
+    data = save({k: torch.as_tensor(v).detach().contiguous().clone() for k, v in state_dict.items()})
+    with atomic_write(path) as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str):
+    """Open a temporary file beside `path` for binary writing; on success flush it to disk and rename it to `path`
+    (atomic on POSIX), on failure remove it. A reader sees the old file or the whole new one, never a part."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+# ---- unpickling: what a weights pickle may build ----
+
+# What a .pkl of weights needs to rebuild numpy arrays and containers; nothing here runs user-chosen code.
+_PICKLE_ALLOWED = {
+    ("collections", "OrderedDict"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+    ("_codecs", "encode"),  # how Python 3 pickles bytes at protocol 2
+}
+
+
+class _InertMetadata:
+    """Stands in for a training-state object that frameworks pickle beside the weights (an mmengine
+    `HistoryBuffer` of logged losses, a `ConfigDict`): built from the file's data without running any code of
+    the original class, and holding nothing."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+
+def _inert_getattr(obj, name):
+    """`getattr` as an mmengine checkpoint pickles it (a HistoryBuffer's statistics methods): only on stand-ins."""
+    if obj is _InertMetadata or isinstance(obj, _InertMetadata):
+        return _InertMetadata
+    raise pickle.UnpicklingError(f"getattr({type(obj).__name__}, {name!r}) outside training metadata")
+
+
+def _numpy_globals():
+    reconstruct, scalar = np._core.multiarray._reconstruct, np._core.multiarray.scalar
+    return [np.ndarray, np.dtype, *{type(np.dtype(c)) for c in "?bhilqBHILQefdgFDG"}, reconstruct, scalar,
+            (reconstruct, "numpy.core.multiarray._reconstruct"), (scalar, "numpy.core.multiarray.scalar")]
+
+
+# What `torch.load(weights_only=True)` may also build from a .pth: numpy arrays and scalars (MMDetection's and
+# Detectron2's metadata), and inert stand-ins for mmengine's training state (MMDetection v3 checkpoints).
+_TRAINING_METADATA = _numpy_globals() + [
+    (_InertMetadata, "mmengine.logging.history_buffer.HistoryBuffer"),
+    (_InertMetadata, "mmengine.config.config.ConfigDict"),
+    (_inert_getattr, "builtins.getattr"),
+]
+
+
+class _WeightsUnpickler(pickle.Unpickler):
+    def __init__(self, file, path):
+        super().__init__(file, encoding="latin1")
+        self._path = path
+
+    def find_class(self, module, name):
+        if (module, name) in _PICKLE_ALLOWED:
+            return super().find_class(module, name)
+        raise _refuse(self._path, f"a reference to {module}.{name}")
+
+
+def _read_pkl(path: str, allow_unsafe_pickle: bool):
+    with open(path, "rb") as f:
+        data = f.read()
+    if allow_unsafe_pickle:
+        return pickle.loads(data, encoding="latin1")
+    return _WeightsUnpickler(io.BytesIO(data), path).load()
+
+
+def _read_pth(path: str, allow_unsafe_pickle: bool):
+    with open(path, "rb") as f, torch.serialization.safe_globals(_TRAINING_METADATA):
+        return torch.load(f, map_location="cpu", weights_only=not allow_unsafe_pickle)
+
+
+def _detectron2_pkl_layout(data, path: str) -> dict:
+    """The layouts Detectron2 reads from .pkl files: its own {"model", "__author__"} dicts, and Caffe2 /
+    converted-backbone blobs that need its name-matching heuristics."""
+    if not isinstance(data, Mapping):
+        raise WeightsFileError(f"{path} holds a {type(data).__name__}, not a Detectron2 / Caffe2 weights dict")
+    if "model" in data and "__author__" in data:
+        return dict(data)
+    if "blobs" in data:
+        data = data["blobs"]
+    data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
+    return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
+
+
+def _refuse(path: str, detail: str) -> UnsafeCheckpointError:
+    return UnsafeCheckpointError(
+        f"Refusing to load {path}: it contains pickled Python objects beyond weights ({detail}), and unpickling "
+        f"them could execute code. If you trust this file, set {UNSAFE_FLAG}; or convert it once, in a trusted "
+        "environment, to .safetensors (python -m cascade_det.convert to-safetensors IN OUT --allow-unsafe-pickle)."
+    )
+
+
+def _unreadable(path: str, error: Exception) -> WeightsFileError:
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return WeightsFileError(
+        f"{path} cannot be read as a weights file ({type(error).__name__}: {detail}): it is truncated (an "
+        "interrupted copy or save) or not a checkpoint. Use an intact copy."
+    )
+
+
+def _unpickler_detail(message: str) -> str:
+    """The line of torch's weights-only error that says what was refused (it wraps it in generic advice)."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        if line.startswith("WeightsUnpickler error:"):
+            rest = line[len("WeightsUnpickler error:"):].strip()
+            return rest or (lines[i + 1] if i + 1 < len(lines) else line)
+    return lines[0] if lines else "unreadable pickle"
