@@ -4,6 +4,7 @@ Detectron2 itself is not listed in install_requires: it is not published on the 
 name, and its sdist there must be patched to install (see `.ci/install_detectron2.py`). `bash .ci/env.sh`
 builds the whole pinned environment.
 """
+
 from setuptools import find_packages, setup
 
 setup(

@@ -7,11 +7,13 @@
     python train_net.py --config-file CONFIG.yaml --eval-only MODEL.WEIGHTS model.pth      # yacs
 Without CUDA, --num-gpus N starts N CPU processes over gloo.
 """
+
 import logging
 import os
 
 import cascade_det  # noqa: F401  (compat fixes and registration, before anything else of Detectron2 runs)
 from cascade_det.engine import CascadeTrainer, launch, setup
+
 from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
 
@@ -29,7 +31,9 @@ def main(args):
         out = os.path.abspath(run.output_dir)
         logger.info(
             "Done. Model: %s; metrics: %s; TensorBoard events: %s",
-            os.path.join(out, "model_final.pth"), os.path.join(out, "metrics.json"), out,
+            os.path.join(out, "model_final.pth"),
+            os.path.join(out, "metrics.json"),
+            out,
         )
     return results
 

@@ -9,6 +9,7 @@ provides a `detectron2._C` that raises a clear error only if a C++-only op is us
 
 Usage: python install_detectron2.py [pip install options...]
 """
+
 import hashlib
 import os
 import re
@@ -47,7 +48,8 @@ def fetch(dest: str) -> str:
 
 
 def patch_setup(path: str) -> None:
-    text = open(path).read()
+    with open(path) as f:
+        text = f.read()
     text = text.replace("ext_modules=get_extensions(),", "")
     text = text.replace(
         'package_data={"detectron2.model_zoo": get_model_zoo_configs()},',
@@ -55,7 +57,8 @@ def patch_setup(path: str) -> None:
     )
     if "ext_modules=" in text or "configs/**/*.yaml" not in text:
         sys.exit(f"{path}: unexpected setup.py layout; expected upstream Detectron2 v0.6")
-    open(path, "w").write(text)
+    with open(path, "w") as f:
+        f.write(text)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ set growth), the data loader alone (images/s), and a per-component profile of ou
 Outputs are compared with the built-in's every run (same detections: class, IoU > 0.99, score within 1e-3).
 Output: a table with ratios ours/builtin (speed: higher is better), and --json PATH.
 """
+
 import argparse
 import copy
 import json
@@ -37,10 +38,10 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import cascade_det  # noqa: E402,F401  (compat fixes first)
 from cascade_det.modeling.speed import optimize_for_speed  # noqa: E402
+
 from detectron2.config import get_cfg  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 from detectron2.structures import Boxes, Instances  # noqa: E402
-
 
 _START = time.perf_counter()
 
@@ -100,9 +101,13 @@ def build_models(args):
     ours_torchvision = build_model(cfg)
     ours_torchvision.load_state_dict(builtin.state_dict())
     cfg.MODEL.ROI_BOX_CASCADE_HEAD.FAST_ROI_ALIGN = True
-    models = {"builtin": builtin, "ours[torchvision roi_align]": ours_torchvision, "ours": ours,
-              "ours+fold": optimize_for_speed(copy.deepcopy(ours), channels_last_inference=False),
-              "ours+fold+cl": optimize_for_speed(copy.deepcopy(ours))}
+    models = {
+        "builtin": builtin,
+        "ours[torchvision roi_align]": ours_torchvision,
+        "ours": ours,
+        "ours+fold": optimize_for_speed(copy.deepcopy(ours), channels_last_inference=False),
+        "ours+fold+cl": optimize_for_speed(copy.deepcopy(ours)),
+    }
     if args.compile:
         fast = optimize_for_speed(copy.deepcopy(ours))
         fast.backbone = torch.compile(fast.backbone)
@@ -120,8 +125,8 @@ def calibrate_frozen_bn(model, args):
         x = inputs[0].float()
         module.running_mean.copy_(x.mean((0, 2, 3)))
         module.running_var.copy_(x.var((0, 2, 3)) + 1e-5)
-    handles = [m.register_forward_pre_hook(set_statistics) for m in model.modules()
-               if isinstance(m, FrozenBatchNorm2d)]
+
+    handles = [m.register_forward_pre_hook(set_statistics) for m in model.modules() if isinstance(m, FrozenBatchNorm2d)]
     image = synthetic_batch(320, 320, 1, 1, args.device, seed=0)[0]["image"]
     with torch.no_grad():
         model.eval().backbone(((image - model.pixel_mean) / model.pixel_std)[None])
@@ -207,6 +212,7 @@ def infer_fn(model, batch, args):
     def run():
         with torch.no_grad(), autocast(args):
             return model(inputs)
+
     return run
 
 
@@ -225,6 +231,7 @@ def train_fn(model, batch, args):
         sum(losses.values()).backward()
         optimizer.step()
         model.eval()
+
     return run
 
 
@@ -250,8 +257,7 @@ def check_equal_outputs(models, batch, args):
             ok = (best > 0.99) & (diff < 1e-3)
             matched += int(ok.sum())
             score_diff = max(score_diff, float(diff[ok].max()) if ok.any() else 0.0)
-        report[name] = {"matched_fraction": matched / max(total, 1), "detections": total,
-                        "max_score_diff": score_diff}
+        report[name] = {"matched_fraction": matched / max(total, 1), "detections": total, "max_score_diff": score_diff}
     return report
 
 
@@ -271,6 +277,7 @@ def profile_components(model, batch, args):
         def post(*_):
             sync()
             marks[name][-1] += time.perf_counter()
+
         handles.append(module.register_forward_pre_hook(pre))
         handles.append(module.register_forward_hook(post))
 
@@ -300,8 +307,9 @@ def profile_components(model, batch, args):
             out[name] = sum(values)
     inner = sum(v for k, v in out.items() if k.startswith("stage"))
     out["roi_heads.other (sampling, box decoding, post-process)"] = out.pop("roi_heads") - inner
-    out["other (preprocess, postprocess)"] = total - out["backbone"] - out["rpn"] - inner - out[
-        "roi_heads.other (sampling, box decoding, post-process)"]
+    out["other (preprocess, postprocess)"] = (
+        total - out["backbone"] - out["rpn"] - inner - out["roi_heads.other (sampling, box decoding, post-process)"]
+    )
     out["total"] = total
     return out
 
@@ -335,8 +343,14 @@ def benchmark(args):
     progress(f"building the {'smoke ' if args.smoke else ''}models on {args.device}")
     cfg, models = build_models(args)
     names = list(models)
-    results = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
-               "amp": args.amp, "batch": args.batch, "sizes": {}}
+    results = {
+        "device": args.device,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "amp": args.amp,
+        "batch": args.batch,
+        "sizes": {},
+    }
     for size in args.sizes:
         w, h = (int(v) for v in size.split("x"))
         batch = synthetic_batch(w, h, args.batch, cfg.MODEL.ROI_HEADS.NUM_CLASSES, args.device, seed=w * h)
@@ -362,8 +376,10 @@ def benchmark(args):
                         continue
                     with PeakMemory(args.device) as mem:
                         rows[name][kind] += timed(fns[name][kind], args.device, args.iters)
-                    progress(f"{size}: repeat {repeat + 1}/{args.repeats} {kind} {name}: "
-                             f"{statistics.median(rows[name][kind][-args.iters:]):.3f} s")
+                    progress(
+                        f"{size}: repeat {repeat + 1}/{args.repeats} {kind} {name}: "
+                        f"{statistics.median(rows[name][kind][-args.iters :]):.3f} s"
+                    )
                     key = "mem_train" if kind == "train" else "mem_infer"
                     rows[name][key] = max(rows[name][key], mem.peak)
         summary = {}
@@ -372,8 +388,12 @@ def benchmark(args):
             for kind in ("infer_b1", "infer_bN", "train"):
                 if row[kind]:
                     n = 1 if kind == "infer_b1" else args.batch
-                    s[kind] = {"median_s": statistics.median(row[kind]), "p90_s": percentile(row[kind], 0.9),
-                               "images_per_s": n / statistics.median(row[kind]), "samples": len(row[kind])}
+                    s[kind] = {
+                        "median_s": statistics.median(row[kind]),
+                        "p90_s": percentile(row[kind], 0.9),
+                        "images_per_s": n / statistics.median(row[kind]),
+                        "samples": len(row[kind]),
+                    }
             s["peak_mem_infer_mb"] = row["mem_infer"] / 2**20
             if row["train"]:
                 s["peak_mem_train_mb"] = row["mem_train"] / 2**20
@@ -391,22 +411,31 @@ def benchmark(args):
 
 
 def print_table(results):
-    print(f"device {results['device']} (torch {results['torch']}, {results['threads']} threads), amp={results['amp']}, "
-          f"batch N={results['batch']}; medians; ratio = builtin time / variant time (>1: faster than builtin)")
-    header = "| size | variant | infer b=1 median / p90 (s) | ratio | infer b=N img/s | ratio | train s/iter | ratio | peak mem infer / train (MB) | same detections |"
+    print(
+        f"device {results['device']} (torch {results['torch']}, {results['threads']} threads), amp={results['amp']}, "
+        f"batch N={results['batch']}; medians; ratio = builtin time / variant time (>1: faster than builtin)"
+    )
+    header = (
+        "| size | variant | infer b=1 median / p90 (s) | ratio | infer b=N img/s | ratio | train s/iter | ratio | "
+        "peak mem infer / train (MB) | same detections |"
+    )
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
     for size, r in results["sizes"].items():
         base = r["variants"]["builtin"]
         for name, s in r["variants"].items():
-            def ratio(kind):
+
+            def ratio(kind, base=base, s=s):
                 return f"{base[kind]['median_s'] / s[kind]['median_s']:.2f}x" if kind in s else "-"
+
             train = f"{s['train']['median_s']:.3f}" if "train" in s else "-"
             train_mem = f"{s['peak_mem_train_mb']:.0f}" if "train" in s else "-"
-            print(f"| {size} | {name} | {s['infer_b1']['median_s']:.3f} / {s['infer_b1']['p90_s']:.3f} | "
-                  f"{ratio('infer_b1')} | {s['infer_bN']['images_per_s']:.2f} | {ratio('infer_bN')} | {train} | "
-                  f"{ratio('train')} | {s['peak_mem_infer_mb']:.0f} / {train_mem} | "
-                  f"{100 * r['outputs_vs_builtin'][name]['matched_fraction']:.1f}% |")
+            print(
+                f"| {size} | {name} | {s['infer_b1']['median_s']:.3f} / {s['infer_b1']['p90_s']:.3f} | "
+                f"{ratio('infer_b1')} | {s['infer_bN']['images_per_s']:.2f} | {ratio('infer_bN')} | {train} | "
+                f"{ratio('train')} | {s['peak_mem_infer_mb']:.0f} / {train_mem} | "
+                f"{100 * r['outputs_vs_builtin'][name]['matched_fraction']:.1f}% |"
+            )
     for size, r in results["sizes"].items():
         for which in ("profile_builtin", "profile_ours+fold+cl"):
             parts = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in r[which].items())

@@ -3,6 +3,7 @@
 Importing the package makes Detectron2 0.6 work on this stack (`cascade_det.compat`), registers the cascade ROI
 heads (`MODEL.ROI_HEADS.NAME: CascadeRCNNROIHeads`), the box predictors and the embedded dataset.
 """
+
 from . import compat
 
 compat.apply()

@@ -10,6 +10,7 @@ Writing: each checkpoint goes to a temporary file that is flushed and renamed (`
 finite are never written. `--resume` takes the newest intact checkpoint: a truncated or unreadable latest one (or
 pointer) is skipped with a warning naming it.
 """
+
 import logging
 import os
 import re
@@ -43,8 +44,11 @@ class NonFiniteWeightsError(ValueError):
 
 def non_finite_tensors(weights: Dict) -> List[str]:
     """Names of the floating-point tensors of `weights` that hold a NaN or an infinity."""
-    return [k for k, v in weights.items()
-            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    return [
+        k
+        for k, v in weights.items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
 
 
 def run_checkpoints(folder: str) -> List[str]:
@@ -98,9 +102,11 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
                 self.model.state_dict(), weights, c2_conversion=checkpoint.get("__author__") == "Caffe2"
             )
             checkpoint["matching_heuristics"] = False
-        present = {k[len("module."):] if all(n.startswith("module.") for n in weights) else k for k in weights}
+        present = {k[len("module.") :] if all(n.startswith("module.") for n in weights) else k for k in weights}
         incompatible = super()._load_model(checkpoint)
-        shapes = {k: (tuple(file_shape), tuple(model_shape)) for k, file_shape, model_shape in incompatible.incorrect_shapes}
+        shapes = {
+            k: (tuple(file_shape), tuple(model_shape)) for k, file_shape, model_shape in incompatible.incorrect_shapes
+        }
         model_keys = [k for k in self.model.state_dict() if not k.endswith("num_batches_tracked")]
         self.last_load_report = {
             "matched": [k for k in model_keys if k in present and k not in shapes],
@@ -112,7 +118,10 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
         logger.info(
             "Checkpoint loaded %d of the model's %d tensors (%d not in the file, %d with another shape in the file; "
             "%d tensors of the file unused)",
-            len(report["matched"]), len(model_keys), len(report["missing"]), len(report["incorrect_shapes"]),
+            len(report["matched"]),
+            len(model_keys),
+            len(report["missing"]),
+            len(report["incorrect_shapes"]),
             len(report["unexpected"]),
         )
         return incompatible
@@ -148,8 +157,10 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
         pointed = self.get_checkpoint_file() if self.has_checkpoint() else ""
         pointed = pointed if pointed and os.path.isfile(pointed) else ""
         if self.has_checkpoint() and not pointed:
-            logger.warning("%s is empty or names a missing file; looking for the newest checkpoint instead",
-                           os.path.join(self.save_dir, "last_checkpoint"))
+            logger.warning(
+                "%s is empty or names a missing file; looking for the newest checkpoint instead",
+                os.path.join(self.save_dir, "last_checkpoint"),
+            )
         others = [p for p in run_checkpoints(self.save_dir) if os.path.abspath(p) != os.path.abspath(pointed or "-")]
         return ([pointed] if pointed else []) + others
 

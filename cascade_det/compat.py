@@ -1,8 +1,10 @@
 """Make Detectron2 0.6 run on Python 3.11, numpy 2, Pillow >= 10 and torch 2.
 
-Applied once when `cascade_det` is imported (import `cascade_det` before `detectron2.layers` or
-`detectron2.data`). Each fix is one function, listed in `FIXES`, and each has a test in `tests/test_compat.py`
-that fails without it. The breaks are measured facts (see `../shared/notes/detectron2-on-this-stack.md`):
+Applied when `cascade_det` is imported (import `cascade_det` before `detectron2.layers` or `detectron2.data`).
+Each fix is one function, listed in `FIXES`: it first checks whether the installed Detectron2 (0.6, or main, which
+fixed some of these) and its stack need it, applies itself only then, once, and logs what it did at debug level
+(`logging.getLogger("cascade_det.compat")`). Each has a test in `tests/test_compat.py`. The breaks were measured on
+Detectron2 0.6 with Python 3.11, numpy 2, Pillow >= 10 and torch 2:
 
 | fix                        | break it repairs                                                              |
 |----------------------------|-------------------------------------------------------------------------------|
@@ -10,38 +12,53 @@ that fails without it. The breaks are measured facts (see `../shared/notes/detec
 |                            | missing and `import detectron2.layers` fails                                  |
 | `pillow_linear`            | `PIL.Image.LINEAR` was removed in Pillow 10; `detectron2.data` uses it        |
 | `numpy_aliases`            | `np.int`, `np.float`, `np.bool`, ... were removed in numpy 1.24               |
+| `quiet_deprecated_imports` | importing Detectron2 prints deprecation warnings (pkg_resources, torch.jit.   |
+|                            | script x2): its modules are imported once with exactly those silenced         |
 | `map_dataset_fallback`     | Python 3.11 `random.sample` refuses a set: MapDataset crashes when a mapper   |
 |                            | skips a bad sample (returns None)                                             |
 | `torch2_scheduler_state`   | torch 2 schedulers do not subclass `_LRScheduler`, so Detectron2's            |
 |                            | `hooks.LRScheduler` silently neither saves nor restores them: resume is wrong |
 | `coco_eval_fallback`       | `COCOeval_opt` needs the C++ extension; fall back to pycocotools' COCOeval    |
 | `cpu_distributed`          | `create_ddp_model` passes a GPU id for CPU models (DDP refuses it)            |
+| `meshgrid_indexing`        | the anchor grid calls torch.meshgrid without `indexing` (a warning per run)   |
 """
+
 import importlib.util
 import logging
+import os
 import random
 import sys
 import types
+from typing import Optional
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
 
-_applied = False
+_applied = set()
 
 
 class CppOpUnavailableError(RuntimeError):
     """Raised when code asks for a Detectron2 C++ op that this pure-Python install does not have."""
 
 
-def missing_cpp_extension() -> None:
-    """Register a `detectron2._C` stand-in whose ops raise a clear error when used (not when imported)."""
-    if "detectron2._C" in sys.modules:
-        return
+def _source(module: str) -> str:
+    """The source text of a Detectron2 module (e.g. "detectron2.data.build"), read without importing it or its
+    package (so a check runs before the fixes that import needs); "" if there is no such file."""
     import detectron2
 
-    if importlib.util.find_spec("detectron2._C") is not None:  # a real build exists: keep it
-        return
+    path = os.path.join(os.path.dirname(detectron2.__file__), *module.split(".")[1:]) + ".py"
+    if not os.path.isfile(path):
+        return ""
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def missing_cpp_extension() -> Optional[str]:
+    """Register a `detectron2._C` stand-in whose ops raise a clear error when used (not when imported)."""
+    if "detectron2._C" in sys.modules or importlib.util.find_spec("detectron2._C") is not None:
+        return None  # a real build exists: keep it
+    import detectron2
 
     module = types.ModuleType("detectron2._C")
     module.__file__ = __file__
@@ -64,20 +81,30 @@ def missing_cpp_extension() -> None:
     module.__getattr__ = __getattr__
     sys.modules["detectron2._C"] = module
     detectron2._C = module
+    return "no C++ extension: detectron2._C stand-in registered"
 
 
-def pillow_linear() -> None:
+def pillow_linear() -> Optional[str]:
     from PIL import Image
 
-    if not hasattr(Image, "LINEAR"):
-        Image.LINEAR = Image.BILINEAR
+    if hasattr(Image, "LINEAR") or "Image.LINEAR" not in _source("detectron2.data.transforms.transform"):
+        return None
+    Image.LINEAR = Image.BILINEAR
+    return "PIL.Image.LINEAR (removed in Pillow 10) aliased to BILINEAR"
 
 
-def numpy_aliases() -> None:
-    # Only the names numpy removed; each maps to the builtin the old alias stood for.
-    for name, builtin in (("int", int), ("float", float), ("bool", bool), ("object", object), ("str", str)):
-        if name not in np.__dict__:
-            setattr(np, name, builtin)
+def numpy_aliases() -> Optional[str]:
+    # Only the names numpy removed, and only if Detectron2 still uses one (0.6's class histogram does).
+    removed = {
+        n: b
+        for n, b in (("int", int), ("float", float), ("bool", bool), ("object", object), ("str", str))
+        if n not in np.__dict__
+    }
+    if not removed or "dtype=np.int" not in _source("detectron2.data.build"):
+        return None
+    for name, builtin in removed.items():
+        setattr(np, name, builtin)
+    return f"numpy aliases {sorted(removed)} restored"
 
 
 class _SortedSampleRandom(random.Random):
@@ -89,28 +116,34 @@ class _SortedSampleRandom(random.Random):
         return super().sample(population, k, **kwargs)
 
 
-def map_dataset_fallback() -> None:
+def map_dataset_fallback() -> Optional[str]:
+    if sys.version_info < (3, 11) or "sample(self._fallback_candidates" not in _source("detectron2.data.common"):
+        return None
     from detectron2.data import common
 
-    if getattr(common.MapDataset.__init__, "_cascade_det_fixed", False):
-        return
     original_init = common.MapDataset.__init__
 
     def __init__(self, dataset, map_func):
         original_init(self, dataset, map_func)
         self._rng = _SortedSampleRandom(42)
 
-    __init__._cascade_det_fixed = True
     common.MapDataset.__init__ = __init__
+    return "MapDataset falls back with random.sample over a sorted list (Python 3.11 refuses a set)"
 
 
-def torch2_scheduler_state() -> None:
+def torch2_scheduler_state() -> Optional[str]:
     import torch
+
+    schedulers = torch.optim.lr_scheduler
+    # Detectron2 0.6 tests for torch's _LRScheduler, which torch 2's schedulers no longer subclass; main tests for
+    # their common base.
+    if "lr_scheduler._LRScheduler)" not in _source("detectron2.engine.hooks") or issubclass(
+        schedulers.StepLR, schedulers._LRScheduler
+    ):
+        return None
     from detectron2.engine import hooks
 
-    if getattr(hooks.LRScheduler.state_dict, "_cascade_det_fixed", False):
-        return
-    scheduler_base = getattr(torch.optim.lr_scheduler, "LRScheduler", torch.optim.lr_scheduler._LRScheduler)
+    scheduler_base = getattr(schedulers, "LRScheduler", schedulers._LRScheduler)
 
     def state_dict(self):
         if isinstance(self.scheduler, scheduler_base):
@@ -122,24 +155,26 @@ def torch2_scheduler_state() -> None:
             logging.getLogger("detectron2.engine.hooks").info("Loading scheduler from state_dict ...")
             self.scheduler.load_state_dict(state_dict)
 
-    state_dict._cascade_det_fixed = True
     hooks.LRScheduler.state_dict = state_dict
     hooks.LRScheduler.load_state_dict = load_state_dict
+    return "hooks.LRScheduler saves and restores torch 2 schedulers"
 
 
-def coco_eval_fallback() -> None:
-    from detectron2.evaluation import coco_evaluation
+def coco_eval_fallback() -> Optional[str]:
+    if getattr(sys.modules.get("detectron2._C"), "__file__", None) != __file__:
+        return None  # a real C++ build: its COCOeval works
     from pycocotools.cocoeval import COCOeval
 
-    if getattr(sys.modules.get("detectron2._C"), "__file__", None) == __file__:  # only without the C++ build
-        coco_evaluation.COCOeval_opt = COCOeval
+    from detectron2.evaluation import coco_evaluation
+
+    coco_evaluation.COCOeval_opt = COCOeval
+    return "COCOEvaluator uses pycocotools' COCOeval in place of the C++ one"
 
 
-def cpu_distributed() -> None:
+def cpu_distributed() -> Optional[str]:
+    import detectron2.engine
     from detectron2.engine import defaults
 
-    if getattr(defaults.create_ddp_model, "_cascade_det_fixed", False):
-        return
     original = defaults.create_ddp_model
 
     def create_ddp_model(model, *, fp16_compression=False, **kwargs):
@@ -148,11 +183,46 @@ def cpu_distributed() -> None:
             kwargs["device_ids"] = None  # DDP takes no device ids for CPU modules
         return original(model, fp16_compression=fp16_compression, **kwargs)
 
-    create_ddp_model._cascade_det_fixed = True
     defaults.create_ddp_model = create_ddp_model
-    import detectron2.engine
-
     detectron2.engine.create_ddp_model = create_ddp_model
+    return "create_ddp_model passes no device ids for CPU models"
+
+
+def meshgrid_indexing() -> Optional[str]:
+    """Detectron2's anchor grid calls torch.meshgrid without `indexing`, which makes torch warn at the first
+    forward; the same grid with indexing="ij" (what it computes) is silent."""
+    if "torch.meshgrid(shifts_y, shifts_x)" not in _source("detectron2.modeling.anchor_generator"):
+        return None
+    import torch
+
+    from detectron2.modeling import anchor_generator
+
+    def _create_grid_offsets(size, stride, offset, target_device_tensor):
+        grid_height, grid_width = size
+        device = target_device_tensor.device
+        shifts_x = torch.arange(offset * stride, grid_width * stride, step=stride, dtype=torch.float32, device=device)
+        shifts_y = torch.arange(offset * stride, grid_height * stride, step=stride, dtype=torch.float32, device=device)
+        shift_y, shift_x = torch.meshgrid(shifts_y, shifts_x, indexing="ij")
+        return shift_x.reshape(-1), shift_y.reshape(-1)
+
+    anchor_generator._create_grid_offsets = _create_grid_offsets
+    return "anchor grid built with torch.meshgrid(indexing='ij') (same grid, no warning)"
+
+
+def quiet_deprecated_imports() -> Optional[str]:
+    """Import, once and without their deprecation warnings, what Detectron2 imports that warns on this stack:
+    `pkg_resources` (setuptools' deprecated API, used by detectron2.model_zoo) and the modules that decorate
+    functions with the deprecated `torch.jit.script`. Later imports find them imported, so nothing else is
+    silenced."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
+        importlib.import_module("pkg_resources")
+        for module in ("detectron2.modeling.box_regression", "detectron2.structures.keypoints"):
+            importlib.import_module(module)
+    return "pkg_resources and Detectron2's torch.jit.script modules imported without their deprecation warnings"
 
 
 # Order matters: the `_C` stand-in and the aliases must exist before the modules that need them are imported.
@@ -160,18 +230,20 @@ FIXES = (
     missing_cpp_extension,
     pillow_linear,
     numpy_aliases,
+    quiet_deprecated_imports,
     map_dataset_fallback,
     torch2_scheduler_state,
     coco_eval_fallback,
     cpu_distributed,
+    meshgrid_indexing,
 )
 
 
 def apply() -> None:
-    """Apply every fix once; safe to call again."""
-    global _applied
-    if _applied:
-        return
+    """Apply each fix the installed Detectron2 needs, once; safe to call again."""
     for fix in FIXES:
-        fix()
-    _applied = True
+        if fix.__name__ in _applied:
+            continue
+        _applied.add(fix.__name__)
+        done = fix()
+        logger.debug("compat %s: %s", fix.__name__, done or "not needed here")

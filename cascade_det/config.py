@@ -7,6 +7,7 @@ this table, so a default is written once.
 
 `lazy_cascade_stages` builds the per-stage parts of the cascade heads as LazyConfig nodes.
 """
+
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence
 
@@ -40,37 +41,85 @@ class Option:
 
 OPTIONS = [
     # Cascade heads (LazyConfig: CascadeRCNNROIHeads / CascadeOutputLayers arguments of the same name, lower case).
-    Option(f"{CASCADE_HEAD}.PREDICTOR_NAME", None, "CascadeOutputLayers",
-           "box predictor class in CASCADE_BOX_PREDICTOR_REGISTRY"),
-    Option(f"{CASCADE_HEAD}.STAGE_SAMPLING", None, "relabel",
-           "relabel (Detectron2) or resample (MMDetection, the authors' code)"),
-    Option(f"{CASCADE_HEAD}.STAGE_LOSS_WEIGHTS", None, [],
-           "[] = Detectron2 (losses summed, gradient into RoI features x 1/T); one weight per stage otherwise"),
+    Option(
+        f"{CASCADE_HEAD}.PREDICTOR_NAME",
+        None,
+        "CascadeOutputLayers",
+        "box predictor class in CASCADE_BOX_PREDICTOR_REGISTRY",
+    ),
+    Option(
+        f"{CASCADE_HEAD}.STAGE_SAMPLING",
+        None,
+        "relabel",
+        "relabel (Detectron2) or resample (MMDetection, the authors' code)",
+    ),
+    Option(
+        f"{CASCADE_HEAD}.STAGE_LOSS_WEIGHTS",
+        None,
+        [],
+        "[] = Detectron2 (losses summed, gradient into RoI features x 1/T); one weight per stage otherwise",
+    ),
     Option(f"{CASCADE_HEAD}.TEST_SCORE_ENSEMBLE", None, "mean_probs", "mean_probs, mean_logits, last or stageK"),
     Option(f"{CASCADE_HEAD}.BBOX_REG_LOSS_TYPES", None, [], "one box loss per stage; [] = ROI_BOX_HEAD's for all"),
     Option(f"{CASCADE_HEAD}.SMOOTH_L1_BETAS", None, [], "one smooth-L1 beta per stage; [] = ROI_BOX_HEAD's for all"),
     Option(f"{CASCADE_HEAD}.MASK_PER_STAGE", None, False, "one mask head per stage, averaged at test (MMDetection)"),
     Option(f"{CASCADE_HEAD}.MASK_TRAIN_STAGE", None, 0, "with one mask head: the stage whose RoIs train it"),
-    Option(f"{CASCADE_HEAD}.FAST_ROI_ALIGN", None, True,
-           "pool with FastROIPooler (multi-threaded RoIAlign on CPU); False: Detectron2's ROIPooler"),
-    Option(f"{CASCADE_HEAD}.RETURN_STAGE_DETECTIONS", None, False,
-           "inference also returns each stage's own detections (rows with field stage = t; the model's own: -1)"),
+    Option(
+        f"{CASCADE_HEAD}.FAST_ROI_ALIGN",
+        None,
+        True,
+        "pool with FastROIPooler (multi-threaded RoIAlign on CPU); False: Detectron2's ROIPooler",
+    ),
+    Option(
+        f"{CASCADE_HEAD}.RETURN_STAGE_DETECTIONS",
+        None,
+        False,
+        "inference also returns each stage's own detections (rows with field stage = t; the model's own: -1)",
+    ),
     # Run settings (read by the trainer through cascade_det.engine.RunConfig).
     Option("TEST.PER_STAGE_EVAL", "train.per_stage_eval", False, "also evaluate each stage's own detections"),
-    Option("MODEL.ALLOW_UNSAFE_PICKLE", "train.allow_unsafe_pickle", False,
-           "load checkpoints with arbitrary unpickling (runs code a file may carry): trusted files only"),
-    Option("MODEL.ALLOW_PARTIAL_CHECKPOINT", "train.allow_partial_checkpoint", False,
-           "accept a checkpoint that leaves part of the model (--eval-only) or of its backbone (training) unloaded"),
-    Option("MODEL.SPEED.FOLD_FROZEN_BN", "train.speed.fold_frozen_bn", True,
-           "frozen BN folded into the convolutions (same outputs and gradients)"),
-    Option("MODEL.SPEED.CHANNELS_LAST_INFERENCE", "train.speed.channels_last_inference", True,
-           "channels-last convolutions at inference"),
-    Option("SOLVER.REFERENCE_WORLD_SIZE", "train.reference_world_size", 0,
-           "> 0: batch, lr and schedule scale with the number of processes"),
-    Option("SOLVER.LOSS_EXPLOSION_FACTOR", "train.loss_explosion_factor", 1e4,
-           "stop when the total loss exceeds this x the median of the last 100 iterations' (0: off)"),
-    Option("DATALOADER.SKIP_UNREADABLE_IMAGES", "dataloader.train.skip_unreadable_images", False,
-           "skip training images that cannot be read (logged and counted) instead of stopping"),
+    Option(
+        "MODEL.ALLOW_UNSAFE_PICKLE",
+        "train.allow_unsafe_pickle",
+        False,
+        "load checkpoints with arbitrary unpickling (runs code a file may carry): trusted files only",
+    ),
+    Option(
+        "MODEL.ALLOW_PARTIAL_CHECKPOINT",
+        "train.allow_partial_checkpoint",
+        False,
+        "accept a checkpoint that leaves part of the model (--eval-only) or of its backbone (training) unloaded",
+    ),
+    Option(
+        "MODEL.SPEED.FOLD_FROZEN_BN",
+        "train.speed.fold_frozen_bn",
+        True,
+        "frozen BN folded into the convolutions (same outputs and gradients)",
+    ),
+    Option(
+        "MODEL.SPEED.CHANNELS_LAST_INFERENCE",
+        "train.speed.channels_last_inference",
+        True,
+        "channels-last convolutions at inference",
+    ),
+    Option(
+        "SOLVER.REFERENCE_WORLD_SIZE",
+        "train.reference_world_size",
+        0,
+        "> 0: batch, lr and schedule scale with the number of processes",
+    ),
+    Option(
+        "SOLVER.LOSS_EXPLOSION_FACTOR",
+        "train.loss_explosion_factor",
+        1e4,
+        "stop when the total loss exceeds this x the median of the last 100 iterations' (0: off)",
+    ),
+    Option(
+        "DATALOADER.SKIP_UNREADABLE_IMAGES",
+        "dataloader.train.skip_unreadable_images",
+        False,
+        "skip training images that cannot be read (logged and counted) instead of stopping",
+    ),
 ]
 _BY_YACS = {o.yacs: o for o in OPTIONS}
 
@@ -123,10 +172,13 @@ def lazy_train_defaults() -> Dict[str, Any]:
     return out
 
 
+_POOLED_SHAPE = ShapeSpec(channels=256, height=7, width=7)  # FPN features pooled to 7x7, as in Detectron2
+
+
 def lazy_cascade_stages(
     ious: Sequence[float] = (0.5, 0.6, 0.7),
     bbox_reg_weights: Sequence[Sequence[float]] = ((10, 10, 5, 5), (20, 20, 10, 10), (30, 30, 15, 15)),
-    pooled_shape: ShapeSpec = ShapeSpec(channels=256, height=7, width=7),
+    pooled_shape: ShapeSpec = _POOLED_SHAPE,
     fc_dims: Sequence[int] = (1024, 1024),
     predictor=None,
     **predictor_kwargs,
@@ -147,11 +199,11 @@ def lazy_cascade_stages(
     check_cascade_stages(ious, bbox_reg_weights, keys=("lazy_cascade_stages(ious)", "bbox_reg_weights"))
     predictor = predictor or CascadeOutputLayers
     predictor_kwargs = {"test_score_thresh": 0.05, **predictor_kwargs}
-    return dict(
-        box_heads=[
+    return {
+        "box_heads": [
             L(FastRCNNConvFCHead)(input_shape=pooled_shape, conv_dims=[], fc_dims=list(fc_dims)) for _ in ious
         ],
-        box_predictors=[
+        "box_predictors": [
             L(predictor)(
                 input_shape=ShapeSpec(channels=fc_dims[-1]),
                 box2box_transform=L(Box2BoxTransform)(weights=tuple(weights)),
@@ -160,7 +212,7 @@ def lazy_cascade_stages(
             )
             for weights in bbox_reg_weights
         ],
-        proposal_matchers=[
+        "proposal_matchers": [
             L(Matcher)(thresholds=[float(iou)], labels=[0, 1], allow_low_quality_matches=False) for iou in ious
         ],
-    )
+    }

@@ -27,6 +27,7 @@ What differs between the two frameworks, and how each is handled:
                recipe configs set `stride_in_1x1=False`, `input_format="RGB"` and that mean/std. Nothing in the
                weights changes.
 """
+
 import argparse
 import logging
 import os
@@ -63,15 +64,18 @@ _MMDET_RENAMES = [
     (r"rpn_head\.rpn_conv\.(weight|bias)", lambda p: f"proposal_generator.rpn_head.conv.{p}"),
     (r"rpn_head\.rpn_cls\.(weight|bias)", lambda p: f"proposal_generator.rpn_head.objectness_logits.{p}"),
     (r"rpn_head\.rpn_reg\.(weight|bias)", lambda p: f"proposal_generator.rpn_head.anchor_deltas.{p}"),
-    (r"roi_head\.bbox_head\.(\d+)\.shared_fcs\.(\d+)\.(weight|bias)",
-     lambda t, j, p: f"roi_heads.box_head.{t}.fc{int(j) + 1}.{p}"),
+    (
+        r"roi_head\.bbox_head\.(\d+)\.shared_fcs\.(\d+)\.(weight|bias)",
+        lambda t, j, p: f"roi_heads.box_head.{t}.fc{int(j) + 1}.{p}",
+    ),
     (r"roi_head\.bbox_head\.(\d+)\.fc_cls\.(weight|bias)", lambda t, p: f"roi_heads.box_predictor.{t}.cls_score.{p}"),
     (r"roi_head\.bbox_head\.(\d+)\.fc_reg\.(weight|bias)", lambda t, p: f"roi_heads.box_predictor.{t}.bbox_pred.{p}"),
-    (r"roi_head\.mask_head\.(\d+)\.convs\.(\d+)\.conv\.(weight|bias)",
-     lambda t, j, p: f"roi_heads.mask_head.{t}.mask_fcn{int(j) + 1}.{p}"),
+    (
+        r"roi_head\.mask_head\.(\d+)\.convs\.(\d+)\.conv\.(weight|bias)",
+        lambda t, j, p: f"roi_heads.mask_head.{t}.mask_fcn{int(j) + 1}.{p}",
+    ),
     (r"roi_head\.mask_head\.(\d+)\.upsample\.(weight|bias)", lambda t, p: f"roi_heads.mask_head.{t}.deconv.{p}"),
-    (r"roi_head\.mask_head\.(\d+)\.conv_logits\.(weight|bias)",
-     lambda t, p: f"roi_heads.mask_head.{t}.predictor.{p}"),
+    (r"roi_head\.mask_head\.(\d+)\.conv_logits\.(weight|bias)", lambda t, p: f"roi_heads.mask_head.{t}.predictor.{p}"),
 ]
 _MMDET_RENAMES = [(re.compile("^" + pattern + "$"), rename) for pattern, rename in _MMDET_RENAMES]
 
@@ -112,7 +116,8 @@ def convert_known_layouts(checkpoint: Dict, model: Optional[torch.nn.Module] = N
         bbox_reg_weights = (stage_box_coder_weights(model) if model is not None else None) or DETECTRON2_CASCADE_WEIGHTS
         logger.info(
             "Reading an MMDetection checkpoint: converting it (names; box-coder stds %s to weights %s)",
-            MMDET_CASCADE_TARGET_STDS[: len(bbox_reg_weights)], bbox_reg_weights,
+            MMDET_CASCADE_TARGET_STDS[: len(bbox_reg_weights)],
+            bbox_reg_weights,
         )
         stds = MMDET_CASCADE_TARGET_STDS[: len(bbox_reg_weights)]
         return {"model": mmdet_to_detectron2(weights, stds, bbox_reg_weights), "__author__": "MMDetection"}
@@ -146,7 +151,7 @@ def mmdet_to_detectron2(
         if key.endswith("num_batches_tracked"):
             continue
         if key.startswith("backbone."):
-            (name, value), = torchvision_resnet_to_detectron2({key[len("backbone."):]: value}).items()
+            ((name, value),) = torchvision_resnet_to_detectron2({key[len("backbone.") :]: value}).items()
         else:
             for pattern, rename in _MMDET_RENAMES:
                 if m := pattern.match(key):
@@ -211,16 +216,29 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m cascade_det.convert", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     mmdet = sub.add_parser("mmdet", help="an MMDetection v2/v3 Cascade (Mask) R-CNN checkpoint to our names")
-    mmdet.add_argument("--target-stds", type=_four_floats, nargs="+", default=MMDET_CASCADE_TARGET_STDS,
-                       help="the checkpoint's box-coder stds, one x,y,w,h per stage (default: MMDetection's recipes)")
-    mmdet.add_argument("--bbox-reg-weights", type=_four_floats, nargs="+", default=DETECTRON2_CASCADE_WEIGHTS,
-                       help="the Detectron2 config's box-coder weights per stage (default: Detectron2's)")
+    mmdet.add_argument(
+        "--target-stds",
+        type=_four_floats,
+        nargs="+",
+        default=MMDET_CASCADE_TARGET_STDS,
+        help="the checkpoint's box-coder stds, one x,y,w,h per stage (default: MMDetection's recipes)",
+    )
+    mmdet.add_argument(
+        "--bbox-reg-weights",
+        type=_four_floats,
+        nargs="+",
+        default=DETECTRON2_CASCADE_WEIGHTS,
+        help="the Detectron2 config's box-coder weights per stage (default: Detectron2's)",
+    )
     export = sub.add_parser("to-safetensors", help="a checkpoint's model weights, as they are, to .safetensors")
     for command in (mmdet, export):
         command.add_argument("input", help="the checkpoint to read (.pth, .pkl, .safetensors)")
         command.add_argument("output", help="the file to write (.safetensors, or .pth for mmdet); must not exist")
-        command.add_argument("--allow-unsafe-pickle", action="store_true",
-                             help="unpickle arbitrary objects (runs code the file may carry: trusted files only)")
+        command.add_argument(
+            "--allow-unsafe-pickle",
+            action="store_true",
+            help="unpickle arbitrary objects (runs code the file may carry: trusted files only)",
+        )
     args = parser.parse_args(argv)
     if os.path.exists(args.output):
         parser.error(f"{args.output} exists; not overwriting it")
@@ -234,8 +252,11 @@ def main(argv=None) -> None:
     weights = mmdet_state_dict(checkpoint["model"])
     if weights is None:
         parser.error(f"{args.input} is not an MMDetection detector checkpoint (no neck.* / roi_head.* parameters)")
-    _write(mmdet_to_detectron2(weights, args.target_stds, args.bbox_reg_weights), args.output,
-           "MMDetection (cascade_det.convert)")
+    _write(
+        mmdet_to_detectron2(weights, args.target_stds, args.bbox_reg_weights),
+        args.output,
+        "MMDetection (cascade_det.convert)",
+    )
 
 
 if __name__ == "__main__":

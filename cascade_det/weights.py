@@ -11,6 +11,7 @@ Anything else in a pickle is refused with `UnsafeCheckpointError`, whose message
 allows it (`train.allow_unsafe_pickle=True` / `MODEL.ALLOW_UNSAFE_PICKLE True`), for trusted files only. A file that
 is missing, empty, truncated or not a checkpoint is a `WeightsFileError` (or FileNotFoundError) naming it.
 """
+
 import contextlib
 import io
 import logging
@@ -170,8 +171,15 @@ def _inert_getattr(obj, name):
 
 def _numpy_globals():
     reconstruct, scalar = np._core.multiarray._reconstruct, np._core.multiarray.scalar
-    return [np.ndarray, np.dtype, *{type(np.dtype(c)) for c in "?bhilqBHILQefdgFDG"}, reconstruct, scalar,
-            (reconstruct, "numpy.core.multiarray._reconstruct"), (scalar, "numpy.core.multiarray.scalar")]
+    return [
+        np.ndarray,
+        np.dtype,
+        *{type(np.dtype(c)) for c in "?bhilqBHILQefdgFDG"},
+        reconstruct,
+        scalar,
+        (reconstruct, "numpy.core.multiarray._reconstruct"),
+        (scalar, "numpy.core.multiarray.scalar"),
+    ]
 
 
 # What `torch.load(weights_only=True)` may also build from a .pth: numpy arrays and scalars (MMDetection's and
@@ -241,6 +249,6 @@ def _unpickler_detail(message: str) -> str:
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
     for i, line in enumerate(lines):
         if line.startswith("WeightsUnpickler error:"):
-            rest = line[len("WeightsUnpickler error:"):].strip()
+            rest = line[len("WeightsUnpickler error:") :].strip()
             return rest or (lines[i + 1] if i + 1 < len(lines) else line)
     return lines[0] if lines else "unreadable pickle"

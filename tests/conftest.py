@@ -1,5 +1,6 @@
 """Shared fixtures. Every test runs on the CPU with 2 threads; the embedded dataset is generated once per session
 into a temporary folder (CASCADE_DET_DATASETS), so tests never touch the user's cache."""
+
 import os
 import shutil
 import sys
@@ -30,7 +31,7 @@ def run_train_net(*args, timeout=600, num_threads=2):
     """Run train_net.py as a user would; returns the CompletedProcess (stdout+stderr in .stdout)."""
     import subprocess
 
-    env = dict(os.environ, OMP_NUM_THREADS=str(num_threads), PYTHONWARNINGS="ignore")
+    env = dict(os.environ, OMP_NUM_THREADS=str(num_threads))
     return subprocess.run(
         [sys.executable, os.path.join(ROOT, "train_net.py"), *args],
         cwd=ROOT,
@@ -40,12 +41,6 @@ def run_train_net(*args, timeout=600, num_threads=2):
         text=True,
         timeout=timeout,
     )
-
-
-def pytest_configure(config):
-    # Detectron2 0.6 and torch 2 print deprecation warnings on import; they are not ours to fix.
-    for category in ("FutureWarning", "UserWarning", "DeprecationWarning"):
-        config.addinivalue_line("filterwarnings", f"ignore::{category}")
 
 
 def pytest_collection_finish(session):

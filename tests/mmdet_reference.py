@@ -7,6 +7,7 @@ operations (same algorithms: greedy NMS at offset 0, RoIAlign with `aligned` and
 line that runs is MMDetection's and MMCV's own Python: its config files, model classes, data preprocessor,
 anchor generator, box coder, RoI extractor, cascade test loop and post-processing.
 """
+
 import os
 import sys
 import types
@@ -15,12 +16,24 @@ import torch
 import torchvision
 
 
-def _roi_align_forward(input, rois, output, argmax_y, argmax_x, aligned_height, aligned_width, spatial_scale,
-                       sampling_ratio, pool_mode, aligned):
+def _roi_align_forward(
+    input,
+    rois,
+    output,
+    argmax_y,
+    argmax_x,
+    aligned_height,
+    aligned_width,
+    spatial_scale,
+    sampling_ratio,
+    pool_mode,
+    aligned,
+):
     if pool_mode != 1:  # mmcv: 0 = max, 1 = avg
         raise NotImplementedError("only average RoIAlign is provided")
-    output.copy_(torchvision.ops.roi_align(input, rois, (aligned_height, aligned_width), spatial_scale,
-                                           sampling_ratio, aligned))
+    output.copy_(
+        torchvision.ops.roi_align(input, rois, (aligned_height, aligned_width), spatial_scale, sampling_ratio, aligned)
+    )
 
 
 def _nms(boxes, scores, iou_threshold, offset):
@@ -38,6 +51,7 @@ def _install_kernels() -> None:
 
         def kernel(*args, **kwargs):
             raise NotImplementedError(f"mmcv kernel {name} is not provided by tests/mmdet_reference.py")
+
         return kernel
 
     ext = types.ModuleType("mmcv._ext")
@@ -68,6 +82,6 @@ def predict(model, image_bgr: torch.Tensor):
     from mmdet.structures import DetDataSample
 
     h, w = image_bgr.shape[1:]
-    sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0)))
+    sample = DetDataSample(metainfo={"img_shape": (h, w), "ori_shape": (h, w), "scale_factor": (1.0, 1.0)})
     with torch.no_grad():
         return model.test_step({"inputs": [image_bgr], "data_samples": [sample]})[0].pred_instances

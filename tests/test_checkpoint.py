@@ -1,9 +1,9 @@
 """SafeDetectionCheckpointer: what a load reports, Detectron2 / torchvision / MSRA layouts, atomic saving."""
+
 import os
 import pickle
 
 import numpy as np
-import pytest
 import torch
 
 import cascade_det
@@ -14,11 +14,11 @@ def test_detectron2_model_zoo_cascade_mask_checkpoint_loads_completely_and_predi
     """A checkpoint in Detectron2's model-zoo layout (.pkl of numpy arrays, as its published Cascade Mask R-CNN
     R50-FPN files are) of Detectron2's built-in model loads into ours (its yacs config with our heads named, and
     configs/COCO-Detectron2) with every tensor matched, and both predict the same boxes, scores, classes, masks."""
+    from cascade_det.engine import load_config
+
     from detectron2 import model_zoo
     from detectron2.config import get_cfg, instantiate
     from detectron2.modeling import build_model
-
-    from cascade_det.engine import load_config
 
     from .conftest import ROOT
 
@@ -66,6 +66,7 @@ def test_torchvision_imagenet_resnet50_file_initialises_the_torchvision_style_ba
     import torchvision
 
     from cascade_det.engine import load_config
+
     from detectron2.config import instantiate
 
     from .conftest import ROOT
@@ -83,13 +84,17 @@ def test_torchvision_imagenet_resnet50_file_initialises_the_torchvision_style_ba
     assert set(backbone_keys) <= set(report["matched"]) and not report["unexpected"]
     state = model.state_dict()
     assert torch.equal(state["backbone.bottom_up.stem.conv1.weight"], resnet.conv1.weight)
-    assert torch.equal(state["backbone.bottom_up.res3.0.shortcut.norm.running_var"], resnet.layer2[0].downsample[1].running_var)
+    assert torch.equal(
+        state["backbone.bottom_up.res3.0.shortcut.norm.running_var"], resnet.layer2[0].downsample[1].running_var
+    )
     assert torch.equal(state["backbone.bottom_up.res5.2.conv3.weight"], resnet.layer4[2].conv3.weight)
     # torchvision puts the stride in the 3x3 conv, as the config's backbone does: same feature maps.
     resnet.eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        expected = resnet.layer4(resnet.layer3(resnet.layer2(resnet.layer1(resnet.maxpool(resnet.relu(resnet.bn1(resnet.conv1(x))))))))
+        expected = resnet.layer4(
+            resnet.layer3(resnet.layer2(resnet.layer1(resnet.maxpool(resnet.relu(resnet.bn1(resnet.conv1(x)))))))
+        )
         got = model.backbone.bottom_up(x)["res5"]
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
@@ -97,8 +102,11 @@ def test_torchvision_imagenet_resnet50_file_initialises_the_torchvision_style_ba
 def caffe2_resnet50_names(d2_name: str) -> str:
     """Detectron2 ResNet-50 name -> its name in MSRA's R-50.pkl (Detectron/Caffe2: conv1_w, res_conv1_bn_s,
     res2_0_branch2a_w, res2_0_branch2a_bn_s/_b, res2_0_branch1_w, ...), written out from that naming scheme."""
-    stem = {"stem.conv1.weight": "conv1_w", "stem.conv1.norm.weight": "res_conv1_bn_s",
-            "stem.conv1.norm.bias": "res_conv1_bn_b"}
+    stem = {
+        "stem.conv1.weight": "conv1_w",
+        "stem.conv1.norm.weight": "res_conv1_bn_s",
+        "stem.conv1.norm.bias": "res_conv1_bn_b",
+    }
     if d2_name in stem:
         return stem[d2_name]
     stage, block, layer, *rest = d2_name.split(".")
@@ -118,8 +126,9 @@ def test_msra_r50_pkl_initialises_the_msra_style_backbone(tmp_path):
     bottom_up = model.backbone.bottom_up
     rng = np.random.default_rng(0)
     names = [k for k in bottom_up.state_dict() if not k.endswith(("running_mean", "running_var"))]
-    blobs = {caffe2_resnet50_names(k): rng.standard_normal(bottom_up.state_dict()[k].shape).astype(np.float32)
-             for k in names}
+    blobs = {
+        caffe2_resnet50_names(k): rng.standard_normal(bottom_up.state_dict()[k].shape).astype(np.float32) for k in names
+    }
     blobs.update(fc1000_w=np.zeros((1000, 2048), np.float32), fc1000_b=np.zeros(1000, np.float32))
     path = str(tmp_path / "R-50.pkl")
     with open(path, "wb") as f:
@@ -129,5 +138,5 @@ def test_msra_r50_pkl_initialises_the_msra_style_backbone(tmp_path):
     state = bottom_up.state_dict()
     for name in names:
         assert np.array_equal(state[name].numpy(), blobs[caffe2_resnet50_names(name)]), name
-    assert set(f"backbone.bottom_up.{k}" for k in names) <= set(checkpointer.last_load_report["matched"])
+    assert {f"backbone.bottom_up.{k}" for k in names} <= set(checkpointer.last_load_report["matched"])
     assert len(names) == 1 + 2 + 16 * 3 * 3 + 4 * 3  # stem, 16 blocks x 3 convs (+norm), 4 shortcuts

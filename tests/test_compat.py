@@ -1,4 +1,6 @@
 """Each compat fix makes one Detectron2 0.6 code path work on this stack; each test runs that path."""
+
+import logging
 import random
 
 import numpy as np
@@ -14,13 +16,14 @@ def test_detectron2_layers_import_and_cpp_ops_raise_a_clear_error():
     from detectron2 import _C
 
     with pytest.raises(compat.CppOpUnavailableError, match="C\\+\\+ op.*pure Python"):
-        _C.nms_rotated
+        _ = _C.nms_rotated
     assert "not built" in _C.get_compiler_version()  # collect_env (logged by default_setup) calls it
     assert hasattr(detectron2.layers, "ROIAlign")
 
 
 def test_detectron2_data_transforms_use_bilinear_for_removed_pillow_linear():
     from PIL import Image
+
     from detectron2.data.transforms import ExtentTransform
 
     assert ExtentTransform(src_rect=(0, 0, 4, 4), output_size=(2, 2)).interp == Image.BILINEAR
@@ -60,8 +63,9 @@ def test_lr_scheduler_hook_saves_and_restores_torch2_schedulers():
 
 
 def test_coco_evaluation_uses_pycocotools_without_cpp_extension():
-    from detectron2.evaluation import coco_evaluation
     from pycocotools.cocoeval import COCOeval
+
+    from detectron2.evaluation import coco_evaluation
 
     assert coco_evaluation.COCOeval_opt is COCOeval
 
@@ -82,11 +86,42 @@ def test_ddp_wrapper_passes_no_device_ids_for_cpu_models(monkeypatch):
     assert seen["device_ids"] is None  # [local_rank] without the fix, which DDP refuses for CPU modules
 
 
-def test_apply_is_idempotent():
-    compat.apply()
-    compat.apply()
+def test_apply_is_idempotent_and_logs_each_fix_at_debug_level(caplog):
     from detectron2.data.common import MapDataset
 
+    compat.apply()
+    compat.apply()
     assert MapDataset(list(range(3)), lambda x: None if x == 0 else x)[0] in (1, 2)
     assert random.Random(0).random() == random.Random(0).random()
     assert np.int is int
+    # Each fix decides whether this Detectron2 needs it; a fresh application logs each decision once.
+    saved = set(compat._applied)
+    compat._applied.clear()
+    with caplog.at_level(logging.DEBUG, logger="cascade_det.compat"):
+        compat._applied.update(n for n in saved if n != "missing_cpp_extension")
+        compat.apply()
+    assert [r.getMessage() for r in caplog.records] == [
+        "compat missing_cpp_extension: not needed here"  # the stand-in is already registered
+    ]
+    assert compat._applied == saved
+
+
+def test_anchor_grid_is_the_same_without_the_meshgrid_warning():
+    import warnings
+
+    from detectron2.modeling import anchor_generator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        shift_x, shift_y = anchor_generator._create_grid_offsets((3, 4), 8, 0.5, torch.zeros(1))
+    assert shift_x.tolist() == [4.0, 12.0, 20.0, 28.0] * 3
+    assert shift_y.tolist() == [4.0] * 4 + [12.0] * 4 + [20.0] * 4
+
+
+def test_importing_cascade_det_and_detectron2_prints_no_warning():
+    import subprocess
+    import sys
+
+    code = "import cascade_det, detectron2.model_zoo, detectron2.modeling, detectron2.engine, detectron2.data"
+    out = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stderr == "", out.stderr

@@ -1,4 +1,5 @@
 """Every config in configs/ loads and builds; the yacs and LazyConfig quickstart configs describe one model."""
+
 import glob
 import os
 
@@ -7,15 +8,16 @@ import torch
 
 import cascade_det
 from cascade_det.engine import load_config
+
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 from detectron2.config import instantiate
-from detectron2.modeling import build_model
 
 from .conftest import ROOT
 
 LAZY_CONFIGS = sorted(
-    os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "configs", "**", "*.py"), recursive=True)
+    os.path.relpath(p, ROOT)
+    for p in glob.glob(os.path.join(ROOT, "configs", "**", "*.py"), recursive=True)
     if "/common/" not in p
 )
 
@@ -67,8 +69,9 @@ def describe(obj, depth=0):
         return tuple(obj.flatten().tolist()) if obj.numel() < 10000 else tuple(obj.shape)
     if isinstance(obj, torch.nn.Module):
         out = {"type": type(obj).__name__}
-        out.update({k: describe(v, depth) for k, v in sorted(vars(obj).items())
-                    if not k.startswith("_") and k != "training"})
+        out.update(
+            {k: describe(v, depth) for k, v in sorted(vars(obj).items()) if not k.startswith("_") and k != "training"}
+        )
         out.update({f"buffer:{k}": describe(v) for k, v in obj.named_buffers(recurse=False)})
         out.update({f"param:{k}": tuple(v.shape) for k, v in obj.named_parameters(recurse=False)})
         out.update({f"module:{k}": describe(m) for k, m in obj.named_children()})
@@ -76,8 +79,14 @@ def describe(obj, depth=0):
     if callable(obj) and not hasattr(obj, "__dict__"):
         return getattr(obj, "__name__", repr(obj))
     if hasattr(obj, "__dict__") and depth < 2:
-        return {"type": type(obj).__name__, **{k: describe(v, depth + 1) for k, v in sorted(vars(obj).items())
-                                               if not k.startswith("_") or k in ("_seed",)}}
+        return {
+            "type": type(obj).__name__,
+            **{
+                k: describe(v, depth + 1)
+                for k, v in sorted(vars(obj).items())
+                if not k.startswith("_") or k in ("_seed",)
+            },
+        }
     return getattr(obj, "__name__", type(obj).__name__)
 
 
@@ -108,11 +117,24 @@ def run_description(run):
     optimizer = run.build_optimizer(model)
     scheduler = run.build_lr_scheduler(optimizer)
     multipliers = [scheduler._multiplier(i / run.max_iter) for i in range(run.max_iter)]
-    settings = {k: getattr(run, k) for k in ("max_iter", "checkpoint_period", "eval_period", "seed", "amp",
-                                             "per_stage_eval", "fold_frozen_bn", "channels_last_inference",
-                                             "train_datasets", "test_datasets")}
-    groups = sorted({tuple((k, describe(v)) for k, v in sorted(g.items()) if k != "params")
-                     for g in optimizer.param_groups})
+    settings = {
+        k: getattr(run, k)
+        for k in (
+            "max_iter",
+            "checkpoint_period",
+            "eval_period",
+            "seed",
+            "amp",
+            "per_stage_eval",
+            "fold_frozen_bn",
+            "channels_last_inference",
+            "train_datasets",
+            "test_datasets",
+        )
+    }
+    groups = sorted(
+        {tuple((k, describe(v)) for k, v in sorted(g.items()) if k != "params") for g in optimizer.param_groups}
+    )
     return {
         "model": flatten(describe(model)),
         "train_loader": flatten(describe(loader)),
@@ -125,17 +147,22 @@ def run_description(run):
 
 def assert_same(a, b, what):
     keys = sorted(set(a) | set(b))
-    differ = [(k, a.get(k, "<absent>"), b.get(k, "<absent>")) for k in keys if a.get(k, "<absent>") != b.get(k, "<absent>")]
+    differ = [
+        (k, a.get(k, "<absent>"), b.get(k, "<absent>")) for k in keys if a.get(k, "<absent>") != b.get(k, "<absent>")
+    ]
     assert not differ, f"{what} differs: " + "; ".join(f"{k}: {x} != {y}" for k, x, y in differ[:10])
 
 
 @pytest.fixture(scope="module")
 def quickstart_twins():
-    return {path: run_description(build_run(path)) for path in (
-        "configs/Shapes/cascade_rcnn_R_18_FPN.py",
-        "configs/Shapes/cascade_rcnn_R_18_FPN.yaml",
-        "configs/Shapes/faster_rcnn_R_18_FPN.py",
-    )}
+    return {
+        path: run_description(build_run(path))
+        for path in (
+            "configs/Shapes/cascade_rcnn_R_18_FPN.py",
+            "configs/Shapes/cascade_rcnn_R_18_FPN.yaml",
+            "configs/Shapes/faster_rcnn_R_18_FPN.py",
+        )
+    }
 
 
 def test_yacs_and_lazy_quickstart_configs_build_the_same_run(quickstart_twins):
@@ -188,7 +215,10 @@ def test_coco_1x_config_is_mmdetection_recipe():
     assert heads.test_score_ensemble == "mean_logits" and heads.batch_size_per_image == 512
     assert [p.smooth_l1_beta for p in heads.box_predictors] == [1.0] * 3
     assert [tuple(p.box2box_transform.weights) for p in heads.box_predictors] == [
-        (10, 10, 5, 5), (20, 20, 10, 10), (30, 30, 15, 15)]
+        (10, 10, 5, 5),
+        (20, 20, 10, 10),
+        (30, 30, 15, 15),
+    ]
     assert cfg.model.input_format == "RGB" == cfg.dataloader.train.mapper.image_format
     assert list(cfg.model.pixel_std) == [58.395, 57.12, 57.375]
     assert cfg.model.backbone.bottom_up.stages.stride_in_1x1 is False and cfg.model.backbone.bottom_up.freeze_at == 2

@@ -1,5 +1,6 @@
 """MMDetection Cascade (Mask) R-CNN checkpoints convert to our model, which then predicts what MMDetection itself
 predicts (MMDetection 3.3.0 runs in the test: see tests/mmdet_reference.py)."""
+
 import os
 
 import cv2
@@ -11,6 +12,7 @@ import cascade_det  # noqa: F401
 from cascade_det.checkpoint import SafeDetectionCheckpointer
 from cascade_det.convert import MMDET_CASCADE_TARGET_STDS, main, mmdet_to_detectron2
 from cascade_det.engine import load_config
+
 from detectron2.config import instantiate
 
 from . import mmdet_reference
@@ -54,9 +56,15 @@ def mmengine_checkpoint(model, path):
 
     hub = MessageHub.get_instance("cascade_det_test")
     hub.update_scalar("train/loss", 1.25)
-    torch.save({"meta": {"epoch": 12, "iter": 87960, "dataset_meta": {"classes": ("person",)}},
-                "state_dict": model.state_dict(), "message_hub": hub.state_dict(),
-                "optimizer": {"state": {}, "param_groups": [{"lr": 0.02}]}}, path)
+    torch.save(
+        {
+            "meta": {"epoch": 12, "iter": 87960, "dataset_meta": {"classes": ("person",)}},
+            "state_dict": model.state_dict(),
+            "message_hub": hub.state_dict(),
+            "optimizer": {"state": {}, "param_groups": [{"lr": 0.02}]},
+        },
+        path,
+    )
 
 
 @pytest.fixture(scope="module", params=sorted(PAIRS))
@@ -129,8 +137,11 @@ def test_unknown_mmdetection_parameter_is_named_not_dropped():
 
 
 def test_stage_count_mismatch_is_an_error_naming_both_counts():
-    weights = {f"roi_head.bbox_head.{t}.fc_reg.{p}": torch.zeros(4, 2)[:, 0] if p == "bias" else torch.zeros(4, 2)
-               for t in range(2) for p in ("weight", "bias")}
+    weights = {
+        f"roi_head.bbox_head.{t}.fc_reg.{p}": torch.zeros(4, 2)[:, 0] if p == "bias" else torch.zeros(4, 2)
+        for t in range(2)
+        for p in ("weight", "bias")
+    }
     with pytest.raises(ValueError, match="2 cascade stages, but 3 target_stds"):
         mmdet_to_detectron2(weights)
 

@@ -1,5 +1,6 @@
 """Weight files: no pickled code runs unless allowed; safetensors round trip; missing, empty and broken files are
 errors naming the file."""
+
 import os
 import pickle
 from collections import OrderedDict

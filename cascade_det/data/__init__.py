@@ -1,4 +1,5 @@
 """Data: the embedded shapes dataset (registered on import), dataset checks, and the resumable training loader."""
+
 from .checks import DatasetError, check_datasets
 from .datasets import EMBEDDED_DATASETS, embedded_root, ensure_embedded_split, register_embedded_datasets
 from .loader import ResumableTrainLoader, SampleReadError, build_train_loader, mapped_with_file_errors

@@ -5,6 +5,7 @@ Checked for every dataset a run uses: it is registered, its files exist, it load
 training, annotations), every image file exists (existence only: no pixel is read, so COCO's 118k images take
 seconds), and every annotation's category id is one of the dataset's categories.
 """
+
 import difflib
 import os
 from typing import List, Sequence

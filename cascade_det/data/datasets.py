@@ -4,7 +4,9 @@ The embedded splits are registered under the same COCO-json path COCO itself use
 metadata `register_coco_instances` sets), and generated on first use into `$CASCADE_DET_DATASETS`
 (default `~/.cache/cascade_det/datasets`), read when `cascade_det` is imported.
 """
+
 import os
+
 from iopath.common.file_io import file_lock
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -44,8 +46,7 @@ def ensure_embedded_split(name: str, root: str = None) -> str:
                 write_shapes_split(root, split, num_images, seed)
     except OSError as e:
         raise OSError(
-            f"Cannot write the embedded dataset '{name}' to {root}: {e}. "
-            f"Point ${DATASETS_ENV} at a writable folder."
+            f"Cannot write the embedded dataset '{name}' to {root}: {e}. Point ${DATASETS_ENV} at a writable folder."
         ) from e
     return json_path
 

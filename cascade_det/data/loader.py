@@ -15,6 +15,7 @@ that batch k is the same whatever happened before:
 A sample the mapper cannot read is an error naming its file; with `skip_unreadable_images=True` it is replaced by
 another sample (chosen from the same seed) and logged with a running count.
 """
+
 import contextlib
 import logging
 import random
@@ -34,7 +35,9 @@ __all__ = ["ResumableTrainLoader", "SampleReadError", "build_train_loader", "map
 
 logger = logging.getLogger(__name__)
 
-_SKIP_HINT = "dataloader.train.skip_unreadable_images=True (LazyConfig) or DATALOADER.SKIP_UNREADABLE_IMAGES True (yacs)"
+_SKIP_HINT = (
+    "dataloader.train.skip_unreadable_images=True (LazyConfig) or DATALOADER.SKIP_UNREADABLE_IMAGES True (yacs)"
+)
 _MAX_REPLACEMENTS = 20
 
 
@@ -117,8 +120,19 @@ class ResumableTrainLoader:
     module docstring. Iteration starts (and its workers are spawned) at the first `next()`, so a checkpoint loaded
     after the trainer is built still sets where it begins."""
 
-    def __init__(self, dataset, *, mapper, sampler, batch_size: int, aspect_ratio_grouping: bool, num_workers: int,
-                 collate_fn, seed: int, skip_unreadable_images: bool):
+    def __init__(
+        self,
+        dataset,
+        *,
+        mapper,
+        sampler,
+        batch_size: int,
+        aspect_ratio_grouping: bool,
+        num_workers: int,
+        collate_fn,
+        seed: int,
+        skip_unreadable_images: bool,
+    ):
         buckets = None
         if aspect_ratio_grouping:
             buckets = [0 if d["width"] > d["height"] else 1 for d in dataset]  # Detectron2's grouping rule
@@ -153,8 +167,9 @@ class ResumableTrainLoader:
                     if not self.skip_unreadable_images:
                         raise SampleReadError(f"{e}. Fix or remove it, or set {_SKIP_HINT}.") from e.__cause__
                     self._skipped += 1
-                    logger.warning("Skipping an unreadable training image (%d so far in this process): %s",
-                                   self._skipped, e)
+                    logger.warning(
+                        "Skipping an unreadable training image (%d so far in this process): %s", self._skipped, e
+                    )
                     mapped = None
             if mapped is not None:
                 return mapped
@@ -197,9 +212,18 @@ def _from_config(cfg, mapper=None, *, dataset=None, sampler=None):
 
 
 @configurable(from_config=_from_config)
-def build_train_loader(dataset, *, mapper, sampler=None, total_batch_size: int, aspect_ratio_grouping: bool = True,
-                       num_workers: int = 0, collate_fn=None, seed: int = 0,
-                       skip_unreadable_images: bool = False) -> ResumableTrainLoader:
+def build_train_loader(
+    dataset,
+    *,
+    mapper,
+    sampler=None,
+    total_batch_size: int,
+    aspect_ratio_grouping: bool = True,
+    num_workers: int = 0,
+    collate_fn=None,
+    seed: int = 0,
+    skip_unreadable_images: bool = False,
+) -> ResumableTrainLoader:
     """`detectron2.data.build_detection_train_loader`'s arguments (and yacs keys), plus `seed` (the run's seed: the
     trainer sets it) and `skip_unreadable_images`; returns a `ResumableTrainLoader` yielding per-process batches of
     total_batch_size / world size mapped dicts."""
@@ -212,7 +236,13 @@ def build_train_loader(dataset, *, mapper, sampler=None, total_batch_size: int, 
     if sampler is None:
         sampler = TrainingSampler(len(dataset), seed=seed)
     return ResumableTrainLoader(
-        dataset, mapper=mapper, sampler=sampler, batch_size=total_batch_size // world_size,
-        aspect_ratio_grouping=aspect_ratio_grouping, num_workers=num_workers,
-        collate_fn=collate_fn or trivial_batch_collator, seed=seed, skip_unreadable_images=skip_unreadable_images,
+        dataset,
+        mapper=mapper,
+        sampler=sampler,
+        batch_size=total_batch_size // world_size,
+        aspect_ratio_grouping=aspect_ratio_grouping,
+        num_workers=num_workers,
+        collate_fn=collate_fn or trivial_batch_collator,
+        seed=seed,
+        skip_unreadable_images=skip_unreadable_images,
     )

@@ -5,6 +5,7 @@ scale (about 14% to 55% of the image side) and aspect (1:2 to 2:1), on a noisy g
 overlap (box IoU up to 0.2) and the later one occludes the earlier. Annotations are amodal: the whole shape's
 box and polygon, as COCO annotates occluded objects. The same seed gives byte-identical files.
 """
+
 import json
 import math
 import os

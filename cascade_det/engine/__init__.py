@@ -1,4 +1,5 @@
 """Training and evaluation: the run's config (`RunConfig`), its setup and checks, the trainer, and launching."""
+
 from .launch import launch
 from .run_config import ConfigValueError, RunConfig
 from .setup import apply_lazy_overrides, check_run, load_config, setup

@@ -7,6 +7,7 @@ before it: not on an evaluation, not on a restart. Together with the training lo
 a resumed run computes what the uninterrupted run computes. The seed is saved with the checkpoint, so a run started
 without one (`train.seed` / `SEED` < 0: chosen at random, logged) resumes with the same seed.
 """
+
 import logging
 from typing import Optional
 
@@ -26,8 +27,11 @@ def choose_seed(seed: int) -> int:
     if seed >= 0:
         return int(seed)
     chosen = int(comm.shared_random_seed()) % 2**31
-    logger.info("No seed configured (train.seed / SEED < 0): this run's seed is %d (saved with its checkpoints; "
-                "set it to repeat the run)", chosen)
+    logger.info(
+        "No seed configured (train.seed / SEED < 0): this run's seed is %d (saved with its checkpoints; "
+        "set it to repeat the run)",
+        chosen,
+    )
     return chosen
 
 

@@ -12,6 +12,7 @@ Every process takes the same decision (they see the same averaged losses), so a 
 A forward pass that fails while the weights are no longer finite is reported the same way. The error names the
 iteration, the loss terms, the learning rate and the newest checkpoint written before the divergence began.
 """
+
 import collections
 import logging
 import statistics
@@ -62,15 +63,19 @@ class _LossGuard:
         if self.explosion_factor > 0 and self.loss_history:
             median = statistics.median(self.loss_history)
             if median > 0 and total > self.explosion_factor * median:
-                return (f"the loss exploded: {total:.4g} > {self.explosion_factor:g} x the median of the last "
-                        f"{len(self.loss_history)} iterations ({median:.4g})")
+                return (
+                    f"the loss exploded: {total:.4g} > {self.explosion_factor:g} x the median of the last "
+                    f"{len(self.loss_history)} iterations ({median:.4g})"
+                )
         return None
 
     def _message(self, reason: str, losses: Dict[str, float], total: float) -> str:
         lr = self.optimizer.param_groups[0]["lr"]
         terms = ", ".join(f"{k}={v:.4g}" for k, v in sorted(losses.items()))
-        return (f"Training diverged at iteration {self.iter}: {reason} (total {total:.4g}; {terms}); lr={lr:.4g}. "
-                f"This step was not applied and nothing was saved. {self.restart_hint(self.iter)}")
+        return (
+            f"Training diverged at iteration {self.iter}: {reason} (total {total:.4g}; {terms}); lr={lr:.4g}. "
+            f"This step was not applied and nothing was saved. {self.restart_hint(self.iter)}"
+        )
 
     def state_dict(self):
         return {**super().state_dict(), "loss_history": list(self.loss_history)}

@@ -4,6 +4,7 @@ Detectron2 0.6's `launch` asserts CUDA and always uses NCCL. Here, with CUDA pre
 `num_gpus_per_machine` processes run on the CPU and talk over gloo, so the distributed path (DDP, the sampler's
 sharding, gathering evaluation results) runs and is tested on a CPU machine too.
 """
+
 import logging
 import os
 from datetime import timedelta

@@ -7,6 +7,7 @@
     (fine-tuning a COCO model on other data) are re-initialised, and logged.
 `train.allow_partial_checkpoint=True` / `MODEL.ALLOW_PARTIAL_CHECKPOINT True` turns both errors into warnings.
 """
+
 import logging
 import re
 from typing import Dict, List, Optional, Tuple
@@ -17,7 +18,9 @@ __all__ = ["CheckpointMismatchError", "check_load_report"]
 
 logger = logging.getLogger("cascade_det")
 
-_CLASS_LAYERS = re.compile(r"(box_predictor(\.\d+)?\.(cls_score|bbox_pred)|mask_head(\.\d+)?\.predictor)\.(weight|bias)$")
+_CLASS_LAYERS = re.compile(
+    r"(box_predictor(\.\d+)?\.(cls_score|bbox_pred)|mask_head(\.\d+)?\.predictor)\.(weight|bias)$"
+)
 _CLS_SCORE = re.compile(r"box_predictor(\.\d+)?\.cls_score\.weight$")
 
 
@@ -52,23 +55,35 @@ def check_load_report(report: Dict, run: RunConfig, path: str, *, eval_only: boo
             )
         gaps = report["missing"] + [k for k, *_ in report["incorrect_shapes"]]
         if gaps:
-            message = (f"{path} does not hold {len(gaps)} of the model's {len(gaps) + len(report['matched'])} "
-                       f"tensors ({_listing(gaps)}): evaluating would score random weights")
+            message = (
+                f"{path} does not hold {len(gaps)} of the model's {len(gaps) + len(report['matched'])} "
+                f"tensors ({_listing(gaps)}): evaluating would score random weights"
+            )
             if not allowed:
                 raise CheckpointMismatchError(f"{message}. Use the checkpoint of this model, or set {flag}.")
             logger.warning("%s (%s is set)", message, flag)
         return
     if class_layers:
-        logger.warning("Re-initialised the class-dependent layers (%s): %s has %s classes, the model %s",
-                       _listing(class_layers), path, *(counts or ("another number of", "its")))
+        logger.warning(
+            "Re-initialised the class-dependent layers (%s): %s has %s classes, the model %s",
+            _listing(class_layers),
+            path,
+            *(counts or ("another number of", "its")),
+        )
     if other_shapes:
         logger.warning("Not loaded (another shape in %s): %s", path, _listing(other_shapes))
-    backbone = [k for k in report["matched"] + report["missing"] + [k for k, *_ in report["incorrect_shapes"]]
-                if k.startswith("backbone.")]
+    backbone = [
+        k
+        for k in report["matched"] + report["missing"] + [k for k, *_ in report["incorrect_shapes"]]
+        if k.startswith("backbone.")
+    ]
     bottom_up = [k for k in backbone if k.startswith("backbone.bottom_up.")] or backbone
     unloaded = [k for k in bottom_up if k not in set(report["matched"])]
     if unloaded:
-        message = f"{path} does not initialise {len(unloaded)} of the backbone's {len(bottom_up)} tensors ({_listing(unloaded)})"
+        message = (
+            f"{path} does not initialise {len(unloaded)} of the backbone's {len(bottom_up)} tensors "
+            f"({_listing(unloaded)})"
+        )
         if not allowed:
             raise CheckpointMismatchError(
                 f"{message}: it is not a checkpoint of this model's backbone. Give one (e.g. the ImageNet file of this "

@@ -6,6 +6,7 @@ with one interface: the run's settings (validated, each error naming the key in 
 expects) and the builders (model, optimizer, scheduler, training and test loaders, evaluators). The trainer reads
 straight through.
 """
+
 import copy
 import logging
 from typing import Any, Callable, Dict, List, Optional
@@ -21,7 +22,7 @@ from detectron2.modeling import build_model
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY
 from detectron2.solver import LRMultiplier, build_lr_scheduler, build_optimizer
 
-from ..config import CASCADE_HEAD, OPTIONS, yacs_option
+from ..config import OPTIONS, yacs_option
 from ..data import build_train_loader, mapped_with_file_errors
 from ..evaluation import FinalDetections, PerStageCOCOEvaluator
 from ..modeling import CascadeRCNNROIHeads
@@ -67,23 +68,43 @@ _SETTINGS = {
     "weights": ("train.init_checkpoint", "MODEL.WEIGHTS", lambda v: v is None or _text(v), "a file path or ''"),
     "amp": ("train.amp.enabled", "SOLVER.AMP.ENABLED", _bool, "true or false"),
     "checkpoint_period": ("train.checkpointer.period", "SOLVER.CHECKPOINT_PERIOD", _positive_int, "a positive integer"),
-    "max_to_keep": ("train.checkpointer.max_to_keep", None, lambda v: v is None or _positive_int(v),
-                    "a positive integer or None"),
+    "max_to_keep": (
+        "train.checkpointer.max_to_keep",
+        None,
+        lambda v: v is None or _positive_int(v),
+        "a positive integer or None",
+    ),
     "eval_period": ("train.eval_period", "TEST.EVAL_PERIOD", _non_negative_int, "an integer >= 0"),
     "log_period": ("train.log_period", None, _positive_int, "a positive integer"),
     "seed": ("train.seed", "SEED", _int, "an integer (< 0: a random seed)"),
     "device": ("train.device", "MODEL.DEVICE", _text, "a device name such as 'cpu' or 'cuda'"),
     "per_stage_eval": ("train.per_stage_eval", "TEST.PER_STAGE_EVAL", _bool, "true or false"),
     "allow_unsafe_pickle": ("train.allow_unsafe_pickle", "MODEL.ALLOW_UNSAFE_PICKLE", _bool, "true or false"),
-    "allow_partial_checkpoint": ("train.allow_partial_checkpoint", "MODEL.ALLOW_PARTIAL_CHECKPOINT", _bool,
-                                 "true or false"),
+    "allow_partial_checkpoint": (
+        "train.allow_partial_checkpoint",
+        "MODEL.ALLOW_PARTIAL_CHECKPOINT",
+        _bool,
+        "true or false",
+    ),
     "fold_frozen_bn": ("train.speed.fold_frozen_bn", "MODEL.SPEED.FOLD_FROZEN_BN", _bool, "true or false"),
-    "channels_last_inference": ("train.speed.channels_last_inference", "MODEL.SPEED.CHANNELS_LAST_INFERENCE", _bool,
-                                "true or false"),
-    "loss_explosion_factor": ("train.loss_explosion_factor", "SOLVER.LOSS_EXPLOSION_FACTOR",
-                              lambda v: _number(v) and v >= 0, "a number >= 0 (0: off)"),
-    "reference_world_size": ("train.reference_world_size", "SOLVER.REFERENCE_WORLD_SIZE", _non_negative_int,
-                             "an integer >= 0"),
+    "channels_last_inference": (
+        "train.speed.channels_last_inference",
+        "MODEL.SPEED.CHANNELS_LAST_INFERENCE",
+        _bool,
+        "true or false",
+    ),
+    "loss_explosion_factor": (
+        "train.loss_explosion_factor",
+        "SOLVER.LOSS_EXPLOSION_FACTOR",
+        lambda v: _number(v) and v >= 0,
+        "a number >= 0 (0: off)",
+    ),
+    "reference_world_size": (
+        "train.reference_world_size",
+        "SOLVER.REFERENCE_WORLD_SIZE",
+        _non_negative_int,
+        "an integer >= 0",
+    ),
 }
 _YACS_FIXED = {"max_to_keep": None, "log_period": 20}
 _DEFAULTS = {o.lazy: o.default for o in OPTIONS if o.lazy} | {"train.checkpointer.max_to_keep": None}
@@ -186,8 +207,9 @@ class RunConfig:
         reads)."""
         model = self._build_model()
         logger.info("Model:\n%s", model)
-        return optimize_for_speed(model, fold_frozen_bn=self.fold_frozen_bn,
-                                  channels_last_inference=self.channels_last_inference)
+        return optimize_for_speed(
+            model, fold_frozen_bn=self.fold_frozen_bn, channels_last_inference=self.channels_last_inference
+        )
 
     def _build_model(self):
         raise NotImplementedError
@@ -332,7 +354,11 @@ class LazyRunConfig(RunConfig):
         cfg.train.reference_world_size = world_size  # applied: a saved config describes this run
         logger.info(
             "Scaled for %d processes (reference %d): total batch %d, lr %g, max_iter %d",
-            world_size, reference, cfg.dataloader.train.total_batch_size, cfg.optimizer.lr, cfg.train.max_iter,
+            world_size,
+            reference,
+            cfg.dataloader.train.total_batch_size,
+            cfg.optimizer.lr,
+            cfg.train.max_iter,
         )
 
     def dump(self, path):

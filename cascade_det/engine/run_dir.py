@@ -1,13 +1,14 @@
 """What a run may do with its output dir: every decision here is taken before anything is written into it.
 
-  * a new training run needs an output dir that holds no earlier run (checkpoints, metrics.json, log.txt, TensorBoard
-    events, config.yaml, inference/): starting over would overwrite or mix them;
-  * `--resume` continues the run whose checkpoints are there; without any checkpoint but with files of an earlier
-    run (one that stopped before its first checkpoint) it refuses too; in an empty dir it starts a new run and
-    says so;
-  * `--eval-only` writes into a folder of its own, `inference/eval_<N>/` (N = 1, 2, ...), beside the training run's
-    files, and only appends to `metrics.json`.
+* a new training run needs an output dir that holds no earlier run (checkpoints, metrics.json, log.txt, TensorBoard
+  events, config.yaml, inference/): starting over would overwrite or mix them;
+* `--resume` continues the run whose checkpoints are there; without any checkpoint but with files of an earlier
+  run (one that stopped before its first checkpoint) it refuses too; in an empty dir it starts a new run and
+  says so;
+* `--eval-only` writes into a folder of its own, `inference/eval_<N>/` (N = 1, 2, ...), beside the training run's
+  files, and only appends to `metrics.json`.
 """
+
 import glob
 import logging
 import os
@@ -20,8 +21,15 @@ __all__ = ["OutputDirError", "check_training_dir", "earlier_run_files", "next_ev
 
 logger = logging.getLogger("cascade_det")
 
-_RUN_FILES = ("last_checkpoint", "model_*.pth", "metrics.json", "log.txt*", "events.out.tfevents.*", "config.yaml",
-              "inference")
+_RUN_FILES = (
+    "last_checkpoint",
+    "model_*.pth",
+    "metrics.json",
+    "log.txt*",
+    "events.out.tfevents.*",
+    "config.yaml",
+    "inference",
+)
 
 
 class OutputDirError(FileExistsError):
@@ -61,6 +69,13 @@ def check_training_dir(output_dir: str, resume: bool, key: str) -> bool:
 
 def next_eval_dir(output_dir: str) -> str:
     """`output_dir/inference/eval_<N>` for the first N >= 1 not taken (not created here)."""
-    taken = [int(m.group(1)) for name in os.listdir(os.path.join(output_dir, "inference"))
-             if (m := re.fullmatch(r"eval_(\d+)", name))] if os.path.isdir(os.path.join(output_dir, "inference")) else []
+    taken = (
+        [
+            int(m.group(1))
+            for name in os.listdir(os.path.join(output_dir, "inference"))
+            if (m := re.fullmatch(r"eval_(\d+)", name))
+        ]
+        if os.path.isdir(os.path.join(output_dir, "inference"))
+        else []
+    )
     return os.path.join(output_dir, "inference", f"eval_{max(taken, default=0) + 1}")

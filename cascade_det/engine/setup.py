@@ -4,6 +4,7 @@ its output dir (logs, the config it runs with).
 Order matters: a run refused for a used output dir, a missing weights file, an unusable dataset or a class-count
 mismatch leaves every earlier file of the output dir as it was (not even log.txt is touched).
 """
+
 import difflib
 import logging
 import os
@@ -178,7 +179,9 @@ def _setup_logging(folder: str) -> None:
     """Detectron2's, fvcore's and our loggers to the console and to `folder/log.txt` (log.txt.rank<N> for other
     processes), the file without colour codes."""
     for name in ("detectron2", "fvcore", "cascade_det"):
-        setup_logger(folder, distributed_rank=comm.get_rank(), name=name, abbrev_name={"detectron2": "d2"}.get(name, name))
+        setup_logger(
+            folder, distributed_rank=comm.get_rank(), name=name, abbrev_name={"detectron2": "d2"}.get(name, name)
+        )
         for handler in logging.getLogger(name).handlers:
             if getattr(handler, "stream", None) not in (sys.stdout, sys.stderr) and not isinstance(
                 handler.formatter, _PlainFormatter

@@ -6,6 +6,7 @@ What it adds to `DefaultTrainer`: safe and atomic checkpoints (`SafeDetectionChe
 (`GuardedSimpleTrainer`), checks of what a checkpoint actually loaded, and evaluation outputs that never replace an
 earlier evaluation's (`inference/iter_<N>/`, `inference/eval_<N>/`).
 """
+
 import logging
 import os
 import re
@@ -62,8 +63,11 @@ class CascadeTrainer(DefaultTrainer):
         if hasattr(data_loader, "state_dict"):
             self.checkpointer.checkpointables["data_loader"] = data_loader
         else:
-            logger.warning("The training loader (%s) cannot save its position: --resume will continue with a new "
-                           "data order (cascade_det.data.build_train_loader resumes exactly)", type(data_loader))
+            logger.warning(
+                "The training loader (%s) cannot save its position: --resume will continue with a new "
+                "data order (cascade_det.data.build_train_loader resumes exactly)",
+                type(data_loader),
+            )
         self.data_loader = data_loader
         self.start_iter = 0
         self.max_iter = run.max_iter
@@ -88,9 +92,11 @@ class CascadeTrainer(DefaultTrainer):
             SeedEachIteration(run.seed, self.data_loader),
             hooks.LRScheduler(),
             hooks.PreciseBN(precise_bn[0], self.model, run.build_train_loader(), precise_bn[1])
-            if precise_bn and hooks.get_bn_modules(self.model) else None,
+            if precise_bn and hooks.get_bn_modules(self.model)
+            else None,
             hooks.PeriodicCheckpointer(self.checkpointer, run.checkpoint_period, max_to_keep=run.max_to_keep)
-            if comm.is_main_process() else None,
+            if comm.is_main_process()
+            else None,
             hooks.EvalHook(run.eval_period, self._evaluate),
             hooks.PeriodicWriter(self.build_writers(), period=run.log_period) if comm.is_main_process() else None,
         ]
@@ -115,13 +121,20 @@ class CascadeTrainer(DefaultTrainer):
     def _restart_hint(self, iteration: int) -> str:
         """Where to restart from when the loss of `iteration` diverged: its weights came from step iteration - 1,
         so the newest checkpoint written before that step."""
-        earlier = [p for p in run_checkpoints(self.run.output_dir)
-                   if (m := re.search(r"model_(\d+)\.pth$", p)) and int(m.group(1)) < iteration - 1]
+        earlier = [
+            p
+            for p in run_checkpoints(self.run.output_dir)
+            if (m := re.search(r"model_(\d+)\.pth$", p)) and int(m.group(1)) < iteration - 1
+        ]
         if not earlier:
-            return (f"No checkpoint was written before the divergence began: start a new run with a lower learning "
-                    f"rate (or {self.run.key('weights')}=... from a good checkpoint).")
-        return (f"The newest checkpoint before the divergence began is {earlier[0]}: start a new run from it "
-                f"({self.run.key('weights')}={earlier[0]}) with a lower learning rate.")
+            return (
+                f"No checkpoint was written before the divergence began: start a new run with a lower learning "
+                f"rate (or {self.run.key('weights')}=... from a good checkpoint)."
+            )
+        return (
+            f"The newest checkpoint before the divergence began is {earlier[0]}: start a new run from it "
+            f"({self.run.key('weights')}={earlier[0]}) with a lower learning rate."
+        )
 
     # ---- DefaultTrainer's builders, for either config style (or a RunConfig) ----
     @classmethod
@@ -171,8 +184,9 @@ class CascadeTrainer(DefaultTrainer):
         """--eval-only: the configured weights (or with `resume`, the output dir's newest checkpoint), checked
         (`check_load_report`), evaluated into `run.eval_dir`; the metrics are appended to metrics.json."""
         model = run.build_model()
-        checkpointer = SafeDetectionCheckpointer(model, save_dir=run.output_dir,
-                                                 allow_unsafe_pickle=run.allow_unsafe_pickle)
+        checkpointer = SafeDetectionCheckpointer(
+            model, save_dir=run.output_dir, allow_unsafe_pickle=run.allow_unsafe_pickle
+        )
         checkpoint = checkpointer.resume_or_load(run.weights, resume=resume)
         source = checkpointer.loaded_from or run.weights
         check_load_report(checkpointer.last_load_report, run, source, eval_only=True)

@@ -1,4 +1,5 @@
 """Evaluation results in `metrics.json`, where training's JSONWriter puts its numbers."""
+
 import os
 from typing import Dict
 

@@ -7,6 +7,7 @@ threshold, NMS, top-k). "ensemble" is what the model outputs (the configured `te
 stage's boxes). They reach the evaluator as Detectron2 evaluators get everything, in the model's outputs: the cascade
 heads with `return_stage_detections=True` add each stage's detections as rows with a `stage` field.
 """
+
 import contextlib
 import copy
 import io
@@ -134,8 +135,12 @@ def coco_box_ap(coco_gt: COCO, predictions: List[dict], to_dataset_id: Dict[int,
     for p in predictions:
         p["category_id"] = to_dataset_id.get(p["category_id"], p["category_id"])
     if not predictions:
-        return {"AP": float("nan"), "AP50": float("nan"), "AP75": float("nan"),
-                **{f"AP@{t:.2f}": float("nan") for t in IOU_THRESHOLDS}}
+        return {
+            "AP": float("nan"),
+            "AP50": float("nan"),
+            "AP75": float("nan"),
+            **{f"AP@{t:.2f}": float("nan") for t in IOU_THRESHOLDS},
+        }
     with contextlib.redirect_stdout(io.StringIO()):
         coco_eval = COCOeval(coco_gt, coco_gt.loadRes(predictions), "bbox")
         coco_eval.evaluate()

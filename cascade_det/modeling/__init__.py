@@ -1,5 +1,6 @@
 """Models: the cascade ROI heads, the box predictors they are built from (registered on import), the RoI pooler and
 the speed options."""
+
 from .box_predictor import CASCADE_BOX_PREDICTOR_REGISTRY, CascadeOutputLayers, build_cascade_box_predictor
 from .cascade_roi_heads import CascadeRCNNROIHeads, check_cascade_stages, split_stage_detections
 from .roi_align import FastROIPooler

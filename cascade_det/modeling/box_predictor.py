@@ -13,6 +13,7 @@ the class directly.
 Shape shorthand: N images; Ri boxes in image i; R boxes in the batch; K foreground classes; B box dimension (4).
 gt_classes are in [0, K]; K is the background class (the last logit), as in Detectron2.
 """
+
 from typing import List
 
 import torch
@@ -74,8 +75,16 @@ class CascadeOutputLayers(FastRCNNOutputLayers):
     """
 
     @configurable
-    def __init__(self, input_shape: ShapeSpec, *, box2box_transform: Box2BoxTransform, num_classes: int,
-                 cls_agnostic_bbox_reg: bool = True, loss_weight=1.0, **kwargs):
+    def __init__(
+        self,
+        input_shape: ShapeSpec,
+        *,
+        box2box_transform: Box2BoxTransform,
+        num_classes: int,
+        cls_agnostic_bbox_reg: bool = True,
+        loss_weight=1.0,
+        **kwargs,
+    ):
         """
         Args:
             input_shape, box2box_transform, num_classes, and every other argument: as `FastRCNNOutputLayers`. The
@@ -87,10 +96,23 @@ class CascadeOutputLayers(FastRCNNOutputLayers):
         _check_box_loss(kwargs.get("box_reg_loss_type", "smooth_l1"), "box_reg_loss_type")
         if isinstance(loss_weight, (int, float)):
             loss_weight = float(loss_weight)
-        loss_weight = {"loss_cls": 1.0, "loss_box_reg": 1.0, **(
-            {"loss_cls": loss_weight, "loss_box_reg": loss_weight} if isinstance(loss_weight, float) else loss_weight)}
-        super().__init__(input_shape, box2box_transform=box2box_transform, num_classes=num_classes,
-                         cls_agnostic_bbox_reg=cls_agnostic_bbox_reg, loss_weight=loss_weight, **kwargs)
+        loss_weight = {
+            "loss_cls": 1.0,
+            "loss_box_reg": 1.0,
+            **(
+                {"loss_cls": loss_weight, "loss_box_reg": loss_weight}
+                if isinstance(loss_weight, float)
+                else loss_weight
+            ),
+        }
+        super().__init__(
+            input_shape,
+            box2box_transform=box2box_transform,
+            num_classes=num_classes,
+            cls_agnostic_bbox_reg=cls_agnostic_bbox_reg,
+            loss_weight=loss_weight,
+            **kwargs,
+        )
 
     @classmethod
     def from_config(cls, cfg, input_shape, stage: int = 0):
@@ -100,8 +122,11 @@ class CascadeOutputLayers(FastRCNNOutputLayers):
         ret["box2box_transform"] = Box2BoxTransform(weights=cfg.MODEL.ROI_BOX_CASCADE_HEAD.BBOX_REG_WEIGHTS[stage])
         ret["box_reg_loss_type"] = _per_stage(cfg, "BBOX_REG_LOSS_TYPES", stage, ret["box_reg_loss_type"])
         ret["smooth_l1_beta"] = _per_stage(cfg, "SMOOTH_L1_BETAS", stage, ret["smooth_l1_beta"])
-        key = f"{CASCADE_HEAD}.BBOX_REG_LOSS_TYPES" if yacs_option(cfg, f"{CASCADE_HEAD}.BBOX_REG_LOSS_TYPES") else (
-            "MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE")
+        key = (
+            f"{CASCADE_HEAD}.BBOX_REG_LOSS_TYPES"
+            if yacs_option(cfg, f"{CASCADE_HEAD}.BBOX_REG_LOSS_TYPES")
+            else ("MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE")
+        )
         _check_box_loss(ret["box_reg_loss_type"], key)
         if ret["num_classes"] < 1:
             raise ValueError(f"MODEL.ROI_HEADS.NUM_CLASSES must be >= 1, got {ret['num_classes']}")

@@ -6,6 +6,7 @@ IoU threshold u_t; at test time the boxes of the last stage are scored by an ens
 
 Shape shorthand: N images; Ri boxes in image i; R boxes in the batch; K foreground classes; T stages.
 """
+
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -15,12 +16,12 @@ from torch.autograd.function import Function
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.matcher import Matcher
-from detectron2.modeling.proposal_generator.proposal_utils import add_ground_truth_to_proposals
 from detectron2.modeling.poolers import ROIPooler
+from detectron2.modeling.proposal_generator.proposal_utils import add_ground_truth_to_proposals
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads, build_box_head, build_mask_head
+from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
 from detectron2.modeling.roi_heads.roi_heads import select_foreground_proposals
 from detectron2.modeling.sampling import subsample_labels
-from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
 from detectron2.structures import Boxes, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
 
@@ -159,7 +160,11 @@ class CascadeRCNNROIHeads(StandardROIHeads):
                     f"got thresholds {matcher.thresholds[1:-1]}"
                 )
         self._check_stage_options(
-            num_stages, stage_sampling, stage_loss_weights, test_score_ensemble, mask_train_stage,
+            num_stages,
+            stage_sampling,
+            stage_loss_weights,
+            test_score_ensemble,
+            mask_train_stage,
             keys={k: k for k in ("stage_sampling", "stage_loss_weights", "test_score_ensemble", "mask_train_stage")},
         )
         test_stage = self._parse_test_score_ensemble(test_score_ensemble, num_stages)
@@ -194,8 +199,9 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         self.return_stage_detections = return_stage_detections
 
     @staticmethod
-    def _check_stage_options(num_stages, stage_sampling, stage_loss_weights, test_score_ensemble, mask_train_stage,
-                             keys: Dict[str, str]) -> None:
+    def _check_stage_options(
+        num_stages, stage_sampling, stage_loss_weights, test_score_ensemble, mask_train_stage, keys: Dict[str, str]
+    ) -> None:
         """Reject options that do not fit a `num_stages` cascade; messages name `keys` (argument -> the name the
         user wrote it under: the argument itself, or its yacs key)."""
         if stage_sampling not in STAGE_SAMPLINGS:
@@ -220,9 +226,7 @@ class CascadeRCNNROIHeads(StandardROIHeads):
             return num_stages - 1
         if name.startswith("stage") and name[5:].isdigit() and int(name[5:]) < num_stages:
             return int(name[5:])
-        raise ValueError(
-            f"{key}={name!r} is not one of {TEST_SCORE_ENSEMBLES} or 'stage0'..'stage{num_stages - 1}'"
-        )
+        raise ValueError(f"{key}={name!r} is not one of {TEST_SCORE_ENSEMBLES} or 'stage0'..'stage{num_stages - 1}'")
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -239,7 +243,8 @@ class CascadeRCNNROIHeads(StandardROIHeads):
             ret[argument] = yacs_option(cfg, f"{CASCADE_HEAD}.{key}")
         ret["stage_loss_weights"] = list(ret["stage_loss_weights"]) or None
         cls._check_stage_options(
-            len(cfg.MODEL.ROI_BOX_CASCADE_HEAD.IOUS), *(ret[a] for a in list(options)[:4]),
+            len(cfg.MODEL.ROI_BOX_CASCADE_HEAD.IOUS),
+            *(ret[a] for a in list(options)[:4]),
             keys={a: f"{CASCADE_HEAD}.{k}" for a, k in options.items()},
         )
         return ret

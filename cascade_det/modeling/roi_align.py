@@ -12,6 +12,7 @@ when sampling_ratio is 0), the same bilinear rules at the borders (points beyond
 points in (-1, 0] clamp to 0, the last row/column is repeated), averaged over the bin's points. Only the summation
 order differs (float rounding). `FastROIPooler` is Detectron2's `ROIPooler` (same level assignment) using it.
 """
+
 import weakref
 from typing import List
 
@@ -63,8 +64,15 @@ def _sample_taps(rois, height, width, output_size, spatial_scale, sampling_ratio
     hy, hx = 1.0 - ly, 1.0 - lx
     scale = inside.to(y.dtype) / pts.to(y.dtype)
     base = rois[roi, 0].long() * (height * width)
-    indices = torch.stack([base + y_low * width + x_low, base + y_low * width + x_high,
-                           base + y_high * width + x_low, base + y_high * width + x_high], 1).flatten()
+    indices = torch.stack(
+        [
+            base + y_low * width + x_low,
+            base + y_low * width + x_high,
+            base + y_high * width + x_low,
+            base + y_high * width + x_high,
+        ],
+        1,
+    ).flatten()
     weights = (torch.stack([hy * hx, hy * lx, ly * hx, ly * lx], 1) * scale[:, None]).flatten()
     entries_per_bag = torch.repeat_interleave(points * 4, p * p)
     offsets = torch.cumsum(entries_per_bag, 0) - entries_per_bag
@@ -81,11 +89,13 @@ def roi_align_rows(features, rois, output_size: int, spatial_scale: float, sampl
     if dtype in (torch.float16, torch.bfloat16):  # in float32, as torchvision's autocast rule for roi_align does
         features = features.float()
     with torch.no_grad():
-        indices, weights, offsets = _sample_taps(rois.float(), h, w, output_size, spatial_scale, sampling_ratio,
-                                                 aligned)
+        indices, weights, offsets = _sample_taps(
+            rois.float(), h, w, output_size, spatial_scale, sampling_ratio, aligned
+        )
     rows = features.permute(0, 2, 3, 1).reshape(n * h * w, c)  # a view for channels-last features
-    pooled = F.embedding_bag(indices, rows, offsets, mode="sum", per_sample_weights=weights.to(rows.dtype),
-                             include_last_offset=False)
+    pooled = F.embedding_bag(
+        indices, rows, offsets, mode="sum", per_sample_weights=weights.to(rows.dtype), include_last_offset=False
+    )
     return pooled.view(rois.shape[0], output_size, output_size, c).permute(0, 3, 1, 2).to(dtype)
 
 
@@ -118,8 +128,9 @@ class FastROIPooler(ROIPooler):
         output_size = self.output_size[0]
         if len(self.level_poolers) == 1:
             return self._pool(0, x[0], rois)
-        levels = assign_boxes_to_levels(box_lists, self.min_level, self.max_level, self.canonical_box_size,
-                                        self.canonical_level)
+        levels = assign_boxes_to_levels(
+            box_lists, self.min_level, self.max_level, self.canonical_box_size, self.canonical_level
+        )
         output = x[0].new_zeros((rois.shape[0], x[0].shape[1], output_size, output_size))
         for level, features in enumerate(x):
             index = (levels == level).nonzero().squeeze(1)

@@ -13,6 +13,7 @@ names in the state dict; `print(model)` shows what runs):
                            conversions). Training keeps NCHW: on CPU, channels-last convolution backward is slower.
 Config: `train.speed` (LazyConfig) / `MODEL.SPEED` (yacs), applied when the run builds its model.
 """
+
 import torch
 from torch.nn import functional as F
 
@@ -32,15 +33,27 @@ class FastConv2d(Conv2d):
 
     @classmethod
     def from_conv(cls, conv: Conv2d, **options) -> "FastConv2d":
-        fast = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
-                   dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
-                   padding_mode=conv.padding_mode, norm=conv.norm, activation=conv.activation, **options)
+        fast = cls(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            stride=conv.stride,
+            padding=conv.padding,
+            dilation=conv.dilation,
+            groups=conv.groups,
+            bias=conv.bias is not None,
+            padding_mode=conv.padding_mode,
+            norm=conv.norm,
+            activation=conv.activation,
+            **options,
+        )
         fast.weight, fast.bias = conv.weight, conv.bias
         return fast
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + (f", fold_frozen_bn={self.fold_frozen_bn}, "
-                                       f"channels_last_inference={self.channels_last_inference}")
+        return super().extra_repr() + (
+            f", fold_frozen_bn={self.fold_frozen_bn}, channels_last_inference={self.channels_last_inference}"
+        )
 
     def forward(self, x):
         if self.channels_last_inference and not self.training and x.dim() == 4:
@@ -51,8 +64,9 @@ class FastConv2d(Conv2d):
         scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
         shift = norm.bias - norm.running_mean * scale
         bias = shift if self.bias is None else self.bias * scale + shift
-        x = F.conv2d(x, self.weight * scale.view(-1, 1, 1, 1), bias, self.stride, self.padding, self.dilation,
-                     self.groups)
+        x = F.conv2d(
+            x, self.weight * scale.view(-1, 1, 1, 1), bias, self.stride, self.padding, self.dilation, self.groups
+        )
         return self.activation(x) if self.activation is not None else x
 
 

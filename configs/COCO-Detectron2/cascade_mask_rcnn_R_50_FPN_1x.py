@@ -10,9 +10,10 @@ training from MSRA's R-50.pkl), 2000 RPN proposals in training, re-labelled stag
 stages' probabilities at test, one mask head trained on stage 0's RoIs, multi-scale training (640-800),
 90k iterations at batch 16.
 """
-from detectron2 import model_zoo
 
 from cascade_det.data import build_train_loader
+
+from detectron2 import model_zoo
 
 from ..common.models.cascade_rcnn_fpn import model
 from ..common.models.mask_head import mask_head, mask_in_features, mask_pooler

@@ -6,6 +6,7 @@ box 41.2 / mask 35.9; Detectron2's own recipe box 42.1 / mask 36.4.
 Detectron2's (and the authors') variant, one mask head trained on stage-0 RoIs:
     model.roi_heads.mask_head = <one MaskRCNNConvUpsampleHead>   (mask_train_stage=2: on the last stage's RoIs)
 """
+
 from ..common.models.mask_head import mask_head, mask_in_features, mask_pooler
 from .cascade_rcnn_R_50_FPN_1x import dataloader, lr_multiplier, model, optimizer, train  # noqa: F401
 

@@ -11,9 +11,10 @@ derives from this file. What makes it MMDetection's recipe rather than Detectron
 Initialise from torchvision's ImageNet ResNet-50 file (train.init_checkpoint=/path/to/resnet50-0676ba61.pth, loaded
 and renamed as it is); nothing is downloaded.
 """
-from detectron2 import model_zoo
 
 from cascade_det.config import lazy_cascade_stages
+
+from detectron2 import model_zoo
 
 from ..common.coco_schedule import epoch_schedule
 from ..common.data.coco import dataloader

@@ -1,10 +1,11 @@
 """Cascade R-CNN R50-FPN, 36 epochs (lr x0.1 after 27 and 33) with multi-scale training (short side 640-800,
 as Detectron2's 3x baselines)."""
+
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 
-from .cascade_rcnn_R_50_FPN_1x import dataloader, lr_multiplier, model, optimizer, train  # noqa: F401
 from ..common.coco_schedule import epoch_schedule
+from .cascade_rcnn_R_50_FPN_1x import dataloader, model, optimizer, train
 
 dataloader.train.mapper.augmentations[0] = L(T.ResizeShortestEdge)(
     short_edge_length=(640, 672, 704, 736, 768, 800), sample_style="choice", max_size=1333

@@ -1,5 +1,6 @@
 """Cascade R-CNN X101-32x8d-FPN 1x (MMDetection's recipe with a ResNeXt-101 32x8d backbone, torchvision style).
 No published MMDetection number for 32x8d; its X101-64x4d 1x reaches box AP 44.7."""
+
 from detectron2.config import LazyCall as L
 from detectron2.modeling.backbone import BottleneckBlock, ResNet
 

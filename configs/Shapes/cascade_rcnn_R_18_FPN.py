@@ -7,19 +7,20 @@ from-scratch backbone need: R-18 with trainable BN, FPN of 64 channels, small an
 RoIs, two 256-d FCs per stage. `cascade_rcnn_R_18_FPN.yaml` is the same model and schedule for yacs users, and
 `faster_rcnn_R_18_FPN.py` the same detector without the cascade (tests/test_configs.py keeps the three in step).
 """
+
 import torch
 from fvcore.common.param_scheduler import MultiStepParamScheduler
+
+from cascade_det.config import lazy_cascade_stages
 
 from detectron2.config import LazyCall as L
 from detectron2.layers import ShapeSpec
 from detectron2.solver import WarmupParamScheduler
 from detectron2.solver.build import get_default_optimizer_params
 
-from cascade_det.config import lazy_cascade_stages
-
 from ..common.data.shapes import dataloader
-from ..common.train import train
 from ..common.models.cascade_rcnn_fpn import model
+from ..common.train import train
 
 CHANNELS = 64
 

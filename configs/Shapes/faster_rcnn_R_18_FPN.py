@@ -4,6 +4,7 @@ cascade brings on the same data (same backbone, RPN, data, schedule and optimize
 
     python train_net.py --config-file configs/Shapes/faster_rcnn_R_18_FPN.py
 """
+
 from detectron2.config import LazyCall as L
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.box_regression import Box2BoxTransform

@@ -1,5 +1,6 @@
 """Epoch-based step schedules as MMDetection writes them (e.g. 12 epochs, lr x0.1 after epochs 8 and 11), in
 Detectron2 iterations. COCO train2017 has 117,266 images with annotations (the ones a training epoch sees)."""
+
 import math
 
 from fvcore.common.param_scheduler import MultiStepParamScheduler

@@ -1,8 +1,9 @@
 """Run settings: Detectron2's `common/train.py` plus cascade_det's own keys with their defaults (the table in
 `cascade_det.config.OPTIONS`), read by the trainer through `cascade_det.engine.RunConfig`."""
-from detectron2 import model_zoo
 
 from cascade_det.config import lazy_train_defaults
+
+from detectron2 import model_zoo
 
 train = model_zoo.get_config("common/train.py").train
 train.update(**lazy_train_defaults(), seed=-1)

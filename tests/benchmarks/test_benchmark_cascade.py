@@ -1,4 +1,5 @@
 """The benchmark runs end to end (smoke mode: tiny sizes, one repeat) and reports every variant and ratio."""
+
 import json
 import os
 import subprocess
@@ -17,8 +18,9 @@ def test_help_describes_the_variants():
 def test_smoke_run_prints_the_table_and_writes_json(tmp_path):
     path = tmp_path / "bench.json"
     env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONWARNINGS="ignore")
-    out = subprocess.run([sys.executable, SCRIPT, "--smoke", "--json", str(path)], capture_output=True, text=True,
-                         timeout=600, env=env)
+    out = subprocess.run(
+        [sys.executable, SCRIPT, "--smoke", "--json", str(path)], capture_output=True, text=True, timeout=600, env=env
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "| 64x64 | ours | " in out.stdout and "ratio" in out.stdout
     results = json.loads(path.read_text())
@@ -27,11 +29,18 @@ def test_smoke_run_prints_the_table_and_writes_json(tmp_path):
         assert set(variants) == {"builtin", "ours[torchvision roi_align]", "ours", "ours+fold", "ours+fold+cl"}
         for name, row in variants.items():
             assert row["infer_b1"]["median_s"] > 0
-            assert ("train" in row) == (name != "ours+fold+cl") and row.get("train", {"images_per_s": 1})["images_per_s"] > 0
+            assert ("train" in row) == (name != "ours+fold+cl") and row.get("train", {"images_per_s": 1})[
+                "images_per_s"
+            ] > 0
         outputs = results["sizes"][size]["outputs_vs_builtin"]
         assert outputs["ours"]["detections"] > 0 and outputs["ours"]["matched_fraction"] > 0.9
         assert results["sizes"][size]["profile_builtin"]["total"] > 0
     # An existing JSON file is never overwritten.
-    subprocess.run([sys.executable, SCRIPT, "--smoke", "--no-train", "--json", str(path)], capture_output=True,
-                   timeout=600, env=env, check=True)
+    subprocess.run(
+        [sys.executable, SCRIPT, "--smoke", "--no-train", "--json", str(path)],
+        capture_output=True,
+        timeout=600,
+        env=env,
+        check=True,
+    )
     assert len(list(tmp_path.glob("bench*.json"))) == 2

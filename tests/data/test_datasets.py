@@ -1,4 +1,5 @@
 """The embedded shapes dataset and the dataset-file checks."""
+
 import hashlib
 import json
 import os
@@ -8,6 +9,7 @@ import pytest
 import cascade_det  # noqa: F401
 from cascade_det.data import SHAPE_CLASSES, DatasetError, check_datasets, ensure_embedded_split
 from cascade_det.data.shapes import write_shapes_split
+
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 
@@ -29,7 +31,8 @@ def test_generation_is_deterministic(tmp_path):
 
 
 def test_annotations_are_valid_coco_with_varied_classes_scales_and_masks(tmp_path):
-    data = json.load(open(write_shapes_split(str(tmp_path), "val", 40, seed=0)))
+    with open(write_shapes_split(str(tmp_path), "val", 40, seed=0)) as f:
+        data = json.load(f)
     assert [c["name"] for c in data["categories"]] == list(SHAPE_CLASSES)
     anns = data["annotations"]
     assert {a["category_id"] for a in anns} == {1, 2, 3, 4}
@@ -39,7 +42,7 @@ def test_annotations_are_valid_coco_with_varied_classes_scales_and_masks(tmp_pat
     assert min(aspects) < 0.7 and max(aspects) > 1.4  # varied aspect
     for a in anns:
         x, y, w, h = a["bbox"]
-        assert 0 <= x and 0 <= y and x + w <= 128.01 and y + h <= 128.01
+        assert x >= 0 and y >= 0 and x + w <= 128.01 and y + h <= 128.01
         assert len(a["segmentation"][0]) >= 6 and a["area"] > 0
 
 
@@ -71,8 +74,11 @@ def test_missing_builtin_coco_names_detectron2_datasets(tmp_path, monkeypatch):
 
 
 def test_unregistered_dataset_names_the_key_the_closest_names_and_how_to_register():
-    with pytest.raises(DatasetError, match=r"dataset 'cascade_shapes_trian' is not registered. Did you mean "
-                                           r"'cascade_shapes_train'.*--register-coco"):
+    with pytest.raises(
+        DatasetError,
+        match=r"dataset 'cascade_shapes_trian' is not registered. Did you mean "
+        r"'cascade_shapes_train'.*--register-coco",
+    ):
         check(["cascade_shapes_trian"])
 
 

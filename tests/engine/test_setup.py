@@ -1,4 +1,5 @@
 """Config loading and the world-size scaling rule."""
+
 import os
 
 import pytest
@@ -29,7 +30,9 @@ def test_reference_world_size_zero_leaves_the_config_alone():
 
 def test_world_size_that_splits_the_batch_unevenly_is_an_error():
     cfg = load_config(COCO_1X, ["train.reference_world_size=3"])
-    with pytest.raises(ConfigValueError, match="reference_world_size=3 with 2 processes gives a total batch size of 10.6"):
+    with pytest.raises(
+        ConfigValueError, match="reference_world_size=3 with 2 processes gives a total batch size of 10.6"
+    ):
         RunConfig.of(cfg, world_size=2)
 
 

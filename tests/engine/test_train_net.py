@@ -1,4 +1,5 @@
 """train_net.py end to end, as a user runs it: train, evaluate, resume, --eval-only, 2 CPU processes, yacs."""
+
 import json
 import os
 
@@ -24,8 +25,15 @@ def eval_ap(output_dir):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("lazy_run"))
-    proc = run_train_net("--config-file", LAZY, f"train.output_dir={out}", "train.max_iter=4",
-                         "train.eval_period=4", "train.checkpointer.period=2", *TINY)
+    proc = run_train_net(
+        "--config-file",
+        LAZY,
+        f"train.output_dir={out}",
+        "train.max_iter=4",
+        "train.eval_period=4",
+        "train.checkpointer.period=2",
+        *TINY,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:]
     return out, proc.stdout
 
@@ -38,6 +46,9 @@ def test_training_writes_checkpoints_metrics_events_and_evaluates(trained):
     assert "loss_cls_stage2" in metrics_lines(out)[0]
     assert len(eval_ap(out)) == 1
     assert "Evaluation results for bbox" in log and "Done. Model: " in log
+    assert "Warning" not in log  # no Python warning in a normal run (cascade_det.compat silences Detectron2's)
+    with open(os.path.join(out, "log.txt")) as f:
+        assert "\x1b[" not in f.read()  # the log file has no terminal colour codes
 
 
 def test_per_stage_evaluation_reports_each_stage_in_log_metrics_and_plot(trained):
@@ -55,8 +66,14 @@ def test_per_stage_evaluation_reports_each_stage_in_log_metrics_and_plot(trained
 
 def test_eval_only_reproduces_the_training_evaluation(trained):
     out, _ = trained
-    proc = run_train_net("--config-file", LAZY, "--eval-only", f"train.output_dir={out}",
-                         f"train.init_checkpoint={os.path.join(out, 'model_final.pth')}", *TINY)
+    proc = run_train_net(
+        "--config-file",
+        LAZY,
+        "--eval-only",
+        f"train.output_dir={out}",
+        f"train.init_checkpoint={os.path.join(out, 'model_final.pth')}",
+        *TINY,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:]
     train_ap, eval_only_ap = eval_ap(out)  # --eval-only appended its numbers to metrics.json
     assert eval_only_ap == pytest.approx(train_ap, abs=1e-6)
@@ -70,8 +87,16 @@ def test_new_run_refuses_to_overwrite_a_previous_run_and_resume_continues_it(tra
     out, _ = trained
     proc = run_train_net("--config-file", LAZY, f"train.output_dir={out}", "train.max_iter=6", *TINY)
     assert proc.returncode != 0 and "already holds a training run" in proc.stdout and "--resume" in proc.stdout
-    proc = run_train_net("--config-file", LAZY, "--resume", f"train.output_dir={out}", "train.max_iter=6",
-                         "train.eval_period=0", "train.log_period=1", *TINY)
+    proc = run_train_net(
+        "--config-file",
+        LAZY,
+        "--resume",
+        f"train.output_dir={out}",
+        "train.max_iter=6",
+        "train.eval_period=0",
+        "train.log_period=1",
+        *TINY,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "Loading scheduler from state_dict" in proc.stdout
     iterations = [m["iteration"] for m in metrics_lines(out) if "total_loss" in m]
@@ -95,8 +120,17 @@ def test_unknown_yacs_config_key_is_named(tmp_path):
 
 
 def test_two_cpu_processes_train_and_evaluate_over_gloo(tmp_path):
-    proc = run_train_net("--num-gpus", "2", "--config-file", LAZY, f"train.output_dir={tmp_path}",
-                         "train.max_iter=2", "train.eval_period=2", *TINY, num_threads=1)
+    proc = run_train_net(
+        "--num-gpus",
+        "2",
+        "--config-file",
+        LAZY,
+        f"train.output_dir={tmp_path}",
+        "train.max_iter=2",
+        "train.eval_period=2",
+        *TINY,
+        num_threads=1,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "Rank of current process: 0. World size: 2" in proc.stdout
     assert len(eval_ap(str(tmp_path))) == 1 and os.path.isfile(os.path.join(tmp_path, "model_final.pth"))
@@ -116,8 +150,9 @@ def test_yacs_config_trains_and_evaluates_with_model_weights(tmp_path):
 
 def test_missing_weights_and_config_files_are_named(tmp_path):
     missing = tmp_path / "nope.pth"
-    proc = run_train_net("--config-file", LAZY, "--eval-only", f"train.init_checkpoint={missing}",
-                         f"train.output_dir={tmp_path}")
+    proc = run_train_net(
+        "--config-file", LAZY, "--eval-only", f"train.init_checkpoint={missing}", f"train.output_dir={tmp_path}"
+    )
     assert proc.returncode != 0 and f"train.init_checkpoint={missing} does not exist" in proc.stdout
     proc = run_train_net("--config-file", "configs/no_such_config.py")
     assert proc.returncode != 0 and "--config-file configs/no_such_config.py does not exist" in proc.stdout
@@ -138,7 +173,8 @@ def test_eval_only_refuses_a_checkpoint_carrying_code(tmp_path):
     marker = tmp_path / "payload_ran"
     path = tmp_path / "evil.pth"
     torch.save({"model": {}, "extra": CodePayload(str(marker))}, str(path))
-    proc = run_train_net("--config-file", LAZY, "--eval-only", f"train.init_checkpoint={path}",
-                         f"train.output_dir={tmp_path}")
+    proc = run_train_net(
+        "--config-file", LAZY, "--eval-only", f"train.init_checkpoint={path}", f"train.output_dir={tmp_path}"
+    )
     assert proc.returncode != 0 and "UnsafeCheckpointError" in proc.stdout and "allow_unsafe_pickle" in proc.stdout
     assert not marker.exists()

@@ -1,7 +1,7 @@
 """Per-stage evaluation: the AP arithmetic at each IoU threshold, and the evaluator on a real model."""
+
 import contextlib
 import io
-import os
 
 import numpy as np
 import pytest
@@ -16,8 +16,9 @@ def one_box_coco():
     gt = COCO()
     gt.dataset = {
         "images": [{"id": 1, "height": 100, "width": 100}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 7, "bbox": [10, 10, 50, 50], "area": 2500,
-                         "iscrowd": 0}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 7, "bbox": [10, 10, 50, 50], "area": 2500, "iscrowd": 0}
+        ],
         "categories": [{"id": 7, "name": "thing"}],
     }
     with contextlib.redirect_stdout(io.StringIO()):
@@ -41,8 +42,10 @@ def test_no_detections_give_nan_as_coco_evaluator_reports_them():
 
 
 def test_plot_is_written(tmp_path):
-    results = {name: {"AP": 1.0, **{f"AP@{t:.2f}": float(i) for t in IOU_THRESHOLDS}}
-               for i, name in enumerate(["stage0", "stage1", "ensemble"])}
+    results = {
+        name: {"AP": 1.0, **{f"AP@{t:.2f}": float(i) for t in IOU_THRESHOLDS}}
+        for i, name in enumerate(["stage0", "stage1", "ensemble"])
+    }
     path = tmp_path / "plot.png"
     plot_per_stage_ap(results, str(path), title="x")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -53,7 +56,11 @@ def test_per_stage_evaluator_refuses_outputs_without_stage_detections():
 
     evaluator = PerStageCOCOEvaluator("cascade_shapes_val")
     evaluator.reset()
-    plain = Instances((10, 10), pred_boxes=Boxes(torch.zeros(0, 4)), scores=torch.zeros(0),
-                      pred_classes=torch.zeros(0, dtype=torch.long))
+    plain = Instances(
+        (10, 10),
+        pred_boxes=Boxes(torch.zeros(0, 4)),
+        scores=torch.zeros(0),
+        pred_classes=torch.zeros(0, dtype=torch.long),
+    )
     with pytest.raises(ValueError, match="no stage detections.*return_stage_detections=True"):
         evaluator.process([{"image_id": 1}], [{"instances": plain}])

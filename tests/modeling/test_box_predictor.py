@@ -1,9 +1,11 @@
 """CascadeOutputLayers and the predictor registry."""
+
 import pytest
 import torch
 
 import cascade_det  # noqa: F401
 from cascade_det.modeling import CASCADE_BOX_PREDICTOR_REGISTRY, CascadeOutputLayers
+
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.roi_heads import build_roi_heads
@@ -83,3 +85,19 @@ def test_box_loss_can_differ_per_stage():
     cfg.MODEL.ROI_BOX_CASCADE_HEAD.BBOX_REG_LOSS_TYPES = ["giou", "giou"]
     with pytest.raises(ValueError, match="BBOX_REG_LOSS_TYPES has 2 entries"):
         build_roi_heads(cfg, input_shapes())
+
+
+def test_predictor_is_detectron2s_fast_rcnn_output_layers_with_its_box_losses():
+    from detectron2.modeling.roi_heads import FastRCNNOutputLayers
+
+    assert issubclass(CascadeOutputLayers, FastRCNNOutputLayers)
+    for loss in ("diou", "ciou"):  # Detectron2's, inherited
+        cfg = small_cascade_cfg()
+        cfg.MODEL.ROI_BOX_CASCADE_HEAD.BBOX_REG_LOSS_TYPES = ["smooth_l1", "giou", loss]
+        losses = run_train(build_roi_heads(cfg, input_shapes()))
+        assert torch.isfinite(losses["loss_box_reg_stage2"]) and losses["loss_box_reg_stage2"] > 0
+
+
+def test_integer_and_dict_loss_weights_mean_the_same_as_floats():
+    assert make_predictor(loss_weight=2).loss_weight == {"loss_cls": 2.0, "loss_box_reg": 2.0}
+    assert make_predictor(loss_weight={"loss_box_reg": 3.0}).loss_weight == {"loss_cls": 1.0, "loss_box_reg": 3.0}

@@ -1,4 +1,5 @@
 """CascadeRCNNROIHeads: parity with Detectron2's built-in CascadeROIHeads, its options, and its config checks."""
+
 import copy
 
 import pytest
@@ -6,6 +7,7 @@ import torch
 
 import cascade_det
 from cascade_det.modeling import CascadeRCNNROIHeads
+
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.roi_heads import build_roi_heads
@@ -42,7 +44,7 @@ def make_inputs(seed=0, num_images=2, channels=8, num_random=32):
     h, w = IMAGE_SIZE
     features = {k: torch.randn(num_images, channels, h // s, w // s, generator=g) for k, s in STRIDES.items()}
     proposals, targets = [], []
-    for i in range(num_images):
+    for _i in range(num_images):
         xy = torch.rand(4, 2, generator=g) * torch.tensor([w * 0.6, h * 0.6])
         wh = 12 + torch.rand(4, 2, generator=g) * 30
         gt = torch.cat([xy, xy + wh], dim=1)
@@ -106,9 +108,11 @@ def run_train(heads, seed=1, **input_kwargs):
 def test_training_losses_and_gradients_equal_builtin_cascade(heads_pair):
     builtin, ours = heads_pair
     builtin_losses, our_losses = run_train(builtin), run_train(ours)
-    assert set(our_losses) == set(builtin_losses) == {
-        f"{name}_stage{t}" for name in ("loss_cls", "loss_box_reg") for t in range(3)
-    }
+    assert (
+        set(our_losses)
+        == set(builtin_losses)
+        == {f"{name}_stage{t}" for name in ("loss_cls", "loss_box_reg") for t in range(3)}
+    )
     for key, value in builtin_losses.items():
         torch.testing.assert_close(our_losses[key], value, rtol=0, atol=1e-5, msg=key)
     for heads, losses in ((builtin, builtin_losses), (ours, our_losses)):
@@ -136,7 +140,12 @@ def test_inference_equals_builtin_cascade(heads_pair):
 def test_number_of_stages_follows_the_iou_list():
     cfg = small_cascade_cfg()
     cfg.MODEL.ROI_BOX_CASCADE_HEAD.IOUS = [0.5, 0.6, 0.7, 0.75]
-    cfg.MODEL.ROI_BOX_CASCADE_HEAD.BBOX_REG_WEIGHTS = [[10, 10, 5, 5], [20, 20, 10, 10], [30, 30, 15, 15], [40, 40, 20, 20]]
+    cfg.MODEL.ROI_BOX_CASCADE_HEAD.BBOX_REG_WEIGHTS = [
+        [10, 10, 5, 5],
+        [20, 20, 10, 10],
+        [30, 30, 15, 15],
+        [40, 40, 20, 20],
+    ]
     heads = build_roi_heads(cfg, input_shapes())
     assert heads.num_cascade_stages == len(heads.box_head) == len(heads.box_predictor) == 4
     assert [m.thresholds[1] for m in heads.proposal_matchers] == [0.5, 0.6, 0.7, 0.75]
@@ -241,7 +250,7 @@ def record_stage_inputs(heads, monkeypatch):
     original = heads._run_stage
 
     def spy(features, proposals, stage):
-        seen[stage] = [p for p in proposals]
+        seen[stage] = list(proposals)
         return original(features, proposals, stage)
 
     monkeypatch.setattr(heads, "_run_stage", spy)
@@ -290,7 +299,11 @@ def test_per_stage_mask_heads_train_on_each_stage_and_average_at_test(monkeypatc
     seen = record_stage_inputs(heads, monkeypatch)
     mask_inputs = []
     forward_mask = heads._forward_mask
-    monkeypatch.setattr(heads, "_forward_mask", lambda f, inst, stage=0: mask_inputs.append((stage, inst)) or forward_mask(f, inst, stage))
+    monkeypatch.setattr(
+        heads,
+        "_forward_mask",
+        lambda f, inst, stage=0: mask_inputs.append((stage, inst)) or forward_mask(f, inst, stage),
+    )
     losses = run_train(heads)
     assert {f"loss_mask_stage{t}" for t in range(3)} <= set(losses) and "loss_mask" not in losses
     assert [stage for stage, _ in mask_inputs] == [0, 1, 2]
@@ -315,9 +328,52 @@ def test_single_mask_head_can_train_on_the_last_stage(monkeypatch):
     seen = record_stage_inputs(heads, monkeypatch)
     mask_inputs = []
     forward_mask = heads._forward_mask
-    monkeypatch.setattr(heads, "_forward_mask", lambda f, inst, stage=0: mask_inputs.append(inst) or forward_mask(f, inst, stage))
+    monkeypatch.setattr(
+        heads, "_forward_mask", lambda f, inst, stage=0: mask_inputs.append(inst) or forward_mask(f, inst, stage)
+    )
     assert "loss_mask" in run_train(heads)
     assert all(a is b for a, b in zip(mask_inputs[0], seen[2]))
     cfg.MODEL.ROI_BOX_CASCADE_HEAD.MASK_TRAIN_STAGE = 3
     with pytest.raises(ValueError, match="MASK_TRAIN_STAGE"):
         build_roi_heads(cfg, input_shapes())
+
+
+def test_stage_detections_come_in_the_outputs_when_asked(heads_pair):
+    """With return_stage_detections, each image's Instances hold the model's own detections (stage -1), unchanged,
+    followed by each stage's own (its boxes, its classifier alone, post-processed as usual)."""
+    from cascade_det.modeling import split_stage_detections
+
+    _, ours = heads_pair
+    features, proposals, _ = make_inputs(seed=3)
+    ours.eval()
+    with torch.no_grad():
+        plain = ours(None, features, copy.deepcopy(proposals))[0]
+        ours.return_stage_detections = True
+        try:
+            combined = ours(None, features, copy.deepcopy(proposals))[0]
+        finally:
+            ours.return_stage_detections = False
+    for expected, got in zip(plain, combined):
+        own, stages = split_stage_detections(got)
+        assert len(stages) == 3 and all(len(s) > 0 for s in stages)
+        torch.testing.assert_close(own.pred_boxes.tensor, expected.pred_boxes.tensor, rtol=0, atol=0)
+        torch.testing.assert_close(own.scores, expected.scores, rtol=0, atol=0)
+        # Stage 2's own detections: the boxes the ensemble also uses, scored by stage 2 alone.
+        assert not torch.equal(stages[2].scores[: len(own)], own.scores[: len(stages[2])])
+    assert split_stage_detections(plain[0])[1] == []
+
+
+def test_pooler_is_chosen_where_it_is_built():
+    from cascade_det.modeling import FastROIPooler
+
+    from detectron2.modeling.poolers import ROIPooler
+
+    cfg = small_cascade_cfg(mask_on=True)
+    heads = build_roi_heads(cfg, input_shapes())
+    assert type(heads.box_pooler) is FastROIPooler and type(heads.mask_pooler) is FastROIPooler
+    cfg.MODEL.ROI_BOX_CASCADE_HEAD.FAST_ROI_ALIGN = False
+    heads = build_roi_heads(cfg, input_shapes())
+    assert type(heads.box_pooler) is ROIPooler and type(heads.mask_pooler) is ROIPooler
+    cfg = small_cascade_cfg()
+    cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE = "ROIPool"  # not RoIAlign: Detectron2's pooler, whatever the option
+    assert type(build_roi_heads(cfg, input_shapes()).box_pooler) is ROIPooler

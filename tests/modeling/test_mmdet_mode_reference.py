@@ -10,6 +10,7 @@ ground truth, labels every RoI foreground if its IoU >= u_t (all RoIs are sample
 cross-entropy (mean over RoIs) and smooth-L1 (beta 1, summed over foreground, divided by the RoI count),
 each times the stage's loss weight.
 """
+
 import math
 
 import pytest
@@ -18,6 +19,7 @@ from torch import nn
 
 import cascade_det  # noqa: F401
 from cascade_det.modeling import CascadeOutputLayers, CascadeRCNNROIHeads
+
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.matcher import Matcher
@@ -70,20 +72,24 @@ def cross_entropy(logits, label):
 
 
 def reference_losses():
-    losses, rois = {}, [list(p) for p in PROPOSALS]
+    losses, candidates = {}, [list(p) for p in PROPOSALS]
     background = len(LOGITS[0]) - 1
     for t in range(3):
-        if t > 0:  # the previous stage's RoIs minus the ground truth, refined by its deltas
-            rois = [decode(DELTAS[t - 1], r, WEIGHTS[t - 1]) for r, is_gt in zip(rois, roi_is_gt) if not is_gt]
-        rois = rois + [GT_BOX]
-        roi_is_gt = [False] * (len(rois) - 1) + [True]
+        if t > 0:  # the previous stage's RoIs minus the ground truth (added last), refined by its deltas
+            candidates = [decode(DELTAS[t - 1], r, WEIGHTS[t - 1]) for r in candidates]
+        rois = candidates + [GT_BOX]
         labels = [GT_CLASS if iou(r, GT_BOX) >= IOUS[t] else background for r in rois]
         n = len(rois)
         loss_cls = sum(cross_entropy(LOGITS[t], c) for c in labels) / n
-        loss_box = sum(
-            smooth_l1(p - g) for r, c in zip(rois, labels) if c != background
-            for p, g in zip(DELTAS[t], encode(r, GT_BOX, WEIGHTS[t]))
-        ) / n
+        loss_box = (
+            sum(
+                smooth_l1(p - g)
+                for r, c in zip(rois, labels)
+                if c != background
+                for p, g in zip(DELTAS[t], encode(r, GT_BOX, WEIGHTS[t]))
+            )
+            / n
+        )
         losses[f"loss_cls_stage{t}"] = STAGE_LOSS_WEIGHTS[t] * loss_cls
         losses[f"loss_box_reg_stage{t}"] = STAGE_LOSS_WEIGHTS[t] * loss_box
     return losses

@@ -1,9 +1,11 @@
 """FastROIPooler / roi_align_rows compute torchvision's RoIAlign (forward and gradient) up to float rounding."""
+
 import pytest
 import torch
 import torchvision
 
 from cascade_det.modeling.roi_align import FastROIPooler, roi_align_rows
+
 from detectron2.modeling.poolers import ROIPooler
 from detectron2.structures import Boxes
 
@@ -42,7 +44,8 @@ def test_no_rois_give_an_empty_output():
 
 def test_fast_pooler_equals_detectron2_pooler_over_fpn_levels():
     g = torch.Generator().manual_seed(1)
-    kwargs = dict(output_size=7, scales=(1 / 4, 1 / 8, 1 / 16, 1 / 32), sampling_ratio=0, pooler_type="ROIAlignV2")
+    scales = (1 / 4, 1 / 8, 1 / 16, 1 / 32)
+    kwargs = {"output_size": 7, "scales": scales, "sampling_ratio": 0, "pooler_type": "ROIAlignV2"}
     features = [torch.randn(2, 8, 256 // s, 320 // s, generator=g) for s in (4, 8, 16, 32)]
     boxes = [Boxes(random_rois(80, 1, 320, 256, 300, g)[:, 1:]) for _ in range(2)]
     expected = ROIPooler(**kwargs)(features, boxes)

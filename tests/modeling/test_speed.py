@@ -1,14 +1,15 @@
 """optimize_for_speed keeps a model's parameters, outputs and gradients."""
+
 import copy
 
 import torch
 
 import cascade_det  # noqa: F401
 from cascade_det.modeling.speed import FastConv2d, optimize_for_speed
-from detectron2.layers import FrozenBatchNorm2d
-from detectron2.modeling.backbone import build_resnet_backbone
+
 from detectron2.config import get_cfg
-from detectron2.layers import ShapeSpec
+from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
+from detectron2.modeling.backbone import build_resnet_backbone
 
 
 def backbone_with_random_frozen_statistics():

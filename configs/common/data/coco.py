@@ -5,11 +5,12 @@ $DETECTRON2_DATASETS (default ./datasets): coco/annotations/instances_{train,val
 coco/val2017/. train_net.py checks them before it starts and says where it looked. The training loader is
 Detectron2's with an exact position on --resume (`cascade_det.data.build_train_loader`).
 """
+
+from cascade_det.data import build_train_loader
+
 import detectron2.data.transforms as T
 from detectron2 import model_zoo
 from detectron2.config import LazyCall as L
-
-from cascade_det.data import build_train_loader
 
 dataloader = model_zoo.get_config("common/data/coco.py").dataloader
 dataloader.train._target_ = build_train_loader

@@ -4,14 +4,15 @@ Images are resized to a short side of 128 (at most 128 long) for training and te
 sees other images at the scale it learned (a no-op on the dataset's own 128x128 images); training adds horizontal
 flips. The training loader resumes exactly (`cascade_det.data.build_train_loader`).
 """
+
 from omegaconf import OmegaConf
+
+from cascade_det.data import build_train_loader
 
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 from detectron2.data import DatasetMapper, build_detection_test_loader, get_detection_dataset_dicts
 from detectron2.evaluation import COCOEvaluator
-
-from cascade_det.data import build_train_loader
 
 IMAGE_SIZE = 128
 

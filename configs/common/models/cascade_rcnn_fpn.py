@@ -5,10 +5,11 @@ cascade ROI heads in Detectron2's semantics (3 stages at IoU 0.5/0.6/0.7; re-lab
 gradient scale 1/3; mean of the stages' probabilities at test), pooling with `FastROIPooler` (torchvision's RoIAlign
 results, multi-threaded on the CPU; Detectron2's `ROIPooler` is a drop-in alternative).
 """
-from detectron2 import model_zoo
 
 from cascade_det.config import lazy_cascade_stages
 from cascade_det.modeling import CascadeRCNNROIHeads, FastROIPooler
+
+from detectron2 import model_zoo
 
 model = model_zoo.get_config("common/models/mask_rcnn_fpn.py").model
 # A single-stage head's arguments, and the mask head (Cascade Mask R-CNN configs put it back).
