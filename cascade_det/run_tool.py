@@ -17,6 +17,7 @@ import runpy
 import sys
 
 import cascade_det
+
 import detectron2.config
 import detectron2.config.config
 
