@@ -189,24 +189,23 @@ def cpu_distributed() -> Optional[str]:
 
 
 def meshgrid_indexing() -> Optional[str]:
-    """Detectron2's anchor grid calls torch.meshgrid without `indexing`, which makes torch warn at the first
-    forward; the same grid with indexing="ij" (what it computes) is silent."""
+    """Detectron2's anchor grid calls torch.meshgrid without `indexing` (its default, "ij", is what it means), and
+    torch warns about that at the first forward pass: exactly that warning is silenced around that one call."""
     if "torch.meshgrid(shifts_y, shifts_x)" not in _source("detectron2.modeling.anchor_generator"):
         return None
-    import torch
+    import warnings
 
     from detectron2.modeling import anchor_generator
 
-    def _create_grid_offsets(size, stride, offset, target_device_tensor):
-        grid_height, grid_width = size
-        device = target_device_tensor.device
-        shifts_x = torch.arange(offset * stride, grid_width * stride, step=stride, dtype=torch.float32, device=device)
-        shifts_y = torch.arange(offset * stride, grid_height * stride, step=stride, dtype=torch.float32, device=device)
-        shift_y, shift_x = torch.meshgrid(shifts_y, shifts_x, indexing="ij")
-        return shift_x.reshape(-1), shift_y.reshape(-1)
+    original = anchor_generator._create_grid_offsets
+
+    def _create_grid_offsets(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="torch.meshgrid: in an upcoming release", category=UserWarning)
+            return original(*args, **kwargs)
 
     anchor_generator._create_grid_offsets = _create_grid_offsets
-    return "anchor grid built with torch.meshgrid(indexing='ij') (same grid, no warning)"
+    return "the anchor grid's torch.meshgrid indexing warning silenced (its grid is the 'ij' one torch defaults to)"
 
 
 def quiet_deprecated_imports() -> Optional[str]:

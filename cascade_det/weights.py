@@ -85,8 +85,8 @@ def load_weights_file(path: str, *, allow_unsafe_pickle: bool = False) -> Dict:
     except (UnsafeCheckpointError, FileNotFoundError):
         raise
     except (EOFError, pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, ValueError, OSError) as e:
-        if isinstance(e, pickle.UnpicklingError) and not allow_unsafe_pickle and "WeightsUnpickler" in str(e):
-            raise _refuse(path, _unpickler_detail(str(e))) from e
+        if isinstance(e, pickle.UnpicklingError) and not allow_unsafe_pickle and "Unsupported global" in str(e):
+            raise _refuse(path, _unpickler_detail(str(e))) from e  # a reference to code, not a broken file
         raise _unreadable(path, e) from e
     if not isinstance(loaded, Mapping):
         raise WeightsFileError(
@@ -123,6 +123,9 @@ def atomic_write(path: str):
     (atomic on POSIX), on failure remove it. A reader sees the old file or the whole new one, never a part."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # the permissions open() would give, not mkstemp's private 0600
     try:
         with os.fdopen(fd, "wb") as f:
             yield f

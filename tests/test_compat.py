@@ -106,16 +106,18 @@ def test_apply_is_idempotent_and_logs_each_fix_at_debug_level(caplog):
     assert compat._applied == saved
 
 
-def test_anchor_grid_is_the_same_without_the_meshgrid_warning():
+def test_anchor_grid_is_made_without_the_meshgrid_warning():
     import warnings
 
-    from detectron2.modeling import anchor_generator
+    from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 
+    generator = DefaultAnchorGenerator(sizes=[[8]], aspect_ratios=[[1.0]], strides=[8], offset=0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        shift_x, shift_y = anchor_generator._create_grid_offsets((3, 4), 8, 0.5, torch.zeros(1))
-    assert shift_x.tolist() == [4.0, 12.0, 20.0, 28.0] * 3
-    assert shift_y.tolist() == [4.0] * 4 + [12.0] * 4 + [20.0] * 4
+        (anchors,) = generator([torch.zeros(1, 1, 3, 4)])
+    centers = anchors.get_centers()
+    assert centers[:, 0].tolist() == [4.0, 12.0, 20.0, 28.0] * 3
+    assert centers[:, 1].tolist() == [4.0] * 4 + [12.0] * 4 + [20.0] * 4
 
 
 def test_importing_cascade_det_and_detectron2_prints_no_warning():

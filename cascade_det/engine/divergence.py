@@ -74,7 +74,7 @@ class _LossGuard:
         terms = ", ".join(f"{k}={v:.4g}" for k, v in sorted(losses.items()))
         return (
             f"Training diverged at iteration {self.iter}: {reason} (total {total:.4g}; {terms}); lr={lr:.4g}. "
-            f"This step was not applied and nothing was saved. {self.restart_hint(self.iter)}"
+            f"This step was not applied, and no checkpoint of its weights was written. {self.restart_hint(self.iter)}"
         )
 
     def state_dict(self):

@@ -72,7 +72,7 @@ _SETTINGS = {
         "train.checkpointer.max_to_keep",
         None,
         lambda v: v is None or _positive_int(v),
-        "a positive integer or None",
+        "a positive integer, or null for all",
     ),
     "eval_period": ("train.eval_period", "TEST.EVAL_PERIOD", _non_negative_int, "an integer >= 0"),
     "log_period": ("train.log_period", None, _positive_int, "a positive integer"),
@@ -105,6 +105,14 @@ _SETTINGS = {
         _non_negative_int,
         "an integer >= 0",
     ),
+    "total_batch_size": (
+        "dataloader.train.total_batch_size",
+        "SOLVER.IMS_PER_BATCH",
+        _positive_int,
+        "a positive multiple of the number of processes",
+    ),
+    "num_workers": ("dataloader.train.num_workers", "DATALOADER.NUM_WORKERS", _non_negative_int, "an integer >= 0"),
+    "base_lr": ("optimizer.lr", "SOLVER.BASE_LR", lambda v: _number(v) and v > 0, "a positive number"),
 }
 _YACS_FIXED = {"max_to_keep": None, "log_period": 20}
 _DEFAULTS = {o.lazy: o.default for o in OPTIONS if o.lazy} | {"train.checkpointer.max_to_keep": None}
@@ -131,6 +139,11 @@ class RunConfig:
         run = LazyRunConfig(cfg) if isinstance(cfg, DictConfig) else YacsRunConfig(cfg)
         run.scale_to_world_size(world_size)
         run.read_settings()
+        if run.total_batch_size % world_size:
+            raise ConfigValueError(
+                f"{run.key('total_batch_size')}={run.total_batch_size}: expected a positive multiple of the number of "
+                f"processes ({world_size})"
+            )
         return run
 
     # ---- settings ----

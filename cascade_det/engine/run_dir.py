@@ -10,7 +10,6 @@
 """
 
 import glob
-import logging
 import os
 import re
 from typing import List
@@ -18,8 +17,6 @@ from typing import List
 from ..checkpoint import run_checkpoints
 
 __all__ = ["OutputDirError", "check_training_dir", "earlier_run_files", "next_eval_dir"]
-
-logger = logging.getLogger("cascade_det")
 
 _RUN_FILES = (
     "last_checkpoint",
@@ -44,10 +41,13 @@ def earlier_run_files(output_dir: str) -> List[str]:
 
 def check_training_dir(output_dir: str, resume: bool, key: str) -> bool:
     """Whether this training run resumes (True) or starts new (False) in `output_dir`; raises OutputDirError when
-    neither is safe. `key` is the config key of the output dir, for the message."""
+    neither is safe. `key` is the config key of the output dir, for the message. (Writes nothing, logs nothing: the
+    run's log is not set up yet.)"""
     files = earlier_run_files(output_dir)
-    checkpoints = run_checkpoints(output_dir) or (["last_checkpoint"] if "last_checkpoint" in files else [])
-    listing = ", ".join(files[:8]) + (", ..." if len(files) > 8 else "")
+    checkpoints = [os.path.basename(p) for p in run_checkpoints(output_dir)]
+    checkpoints = checkpoints or (["last_checkpoint"] if "last_checkpoint" in files else [])
+    ordered = checkpoints + [f for f in files if f not in checkpoints]  # the checkpoints first, newest first
+    listing = ", ".join(ordered[:8]) + (", ..." if len(ordered) > 8 else "")
     if resume and checkpoints:
         return True
     if resume and files:
@@ -56,8 +56,7 @@ def check_training_dir(output_dir: str, resume: bool, key: str) -> bool:
             f"before its first checkpoint ({listing}). Remove them, or set another output dir ({key}=...)."
         )
     if resume:
-        logger.warning("--resume: nothing to resume in %s (no checkpoint): starting a new run", output_dir)
-        return False
+        return False  # nothing to resume: a new run (setup says so in the run's log)
     if files:
         what = "a training run" if checkpoints else "files of an earlier run (it stopped before its first checkpoint)"
         raise OutputDirError(

@@ -42,6 +42,11 @@ def apply_lazy_overrides(cfg, overrides: Sequence[str]):
     on purpose (Hydra's syntax)."""
     plain: List[str] = []
     for override in overrides:
+        if override.startswith("--"):
+            raise ValueError(
+                f"{override!r} came after the config overrides, which take everything that follows them: put the "
+                f"flags (--resume, --eval-only, --num-gpus, ...) before the first key=value"
+            )
         if "=" not in override:
             raise ValueError(f"Config override {override!r} is not of the form key=value")
         key, value = override.split("=", 1)
@@ -68,6 +73,12 @@ def load_config(config_file: str, overrides: Sequence[str] = ()):
         return apply_lazy_overrides(LazyConfig.load(config_file), overrides)
     if not config_file.endswith((".yaml", ".yml")):
         raise ValueError(f"--config-file {config_file}: expected a LazyConfig .py or a yacs .yaml file")
+    flags = [o for o in overrides if str(o).startswith("--")]
+    if flags:
+        raise ValueError(
+            f"{flags[0]!r} came after the config overrides, which take everything that follows them: put the flags "
+            "(--resume, --eval-only, --num-gpus, ...) before the first KEY VALUE pair"
+        )
     cfg = add_cascade_config(get_cfg())
     cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(overrides))
@@ -97,12 +108,16 @@ def check_run(run: RunConfig, *, eval_only: bool, resume: bool) -> None:
     test_classes = check_datasets(run.test_datasets, split="test", key=run.dataset_key("test"))
     if classes and test_classes and classes != test_classes:
         raise ConfigValueError(
-            f"The training datasets have {len(classes)} categories and the test datasets {len(test_classes)} "
-            f"({run.dataset_key('train')} / {run.dataset_key('test')}): they must share one label set"
+            f"The training datasets ({run.dataset_key('train')}) have the categories {_names(classes)}, the test "
+            f"datasets ({run.dataset_key('test')}) {_names(test_classes)}: train and test on one label set"
         )
     classes = classes or test_classes
     _check_num_classes(run, classes)
     run.check_per_stage_eval()
+
+
+def _names(classes: List[str]) -> str:
+    return "[" + ", ".join(classes[:6]) + (", ..." if len(classes) > 6 else "") + f"] ({len(classes)})"
 
 
 def _check_num_classes(run: RunConfig, classes: List[str]) -> None:
@@ -146,6 +161,8 @@ def setup(args) -> RunConfig:
     logger.info("Rank of current process: %d. World size: %d", comm.get_rank(), comm.get_world_size())
     logger.info("Environment info:\n%s", collect_env_info())
     logger.info("Command line arguments: %s", args)
+    if not eval_only and getattr(args, "resume", False) and not run.resuming:
+        logger.warning("--resume: nothing to resume in %s (no checkpoint): starting a new run", run.output_dir)
     run.set("seed", choose_seed(run.seed))  # a random seed is written into the saved config
     if comm.is_main_process():
         path = os.path.join(folder, config_name)

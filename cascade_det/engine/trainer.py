@@ -84,6 +84,15 @@ class CascadeTrainer(DefaultTrainer):
         elif self.run.weights:
             check_load_report(self.checkpointer.last_load_report, self.run, self.run.weights, eval_only=False)
 
+    def state_dict(self):
+        """The trainer's state in a checkpoint: iteration, hooks, and the inner trainer's (optimizer, AMP scaler,
+        loss history). Detectron2 0.6 leaves the optimizer out, so its resumed runs restart momentum; main saves it."""
+        return {**super().state_dict(), "_trainer": self._trainer.state_dict()}
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        self._trainer.load_state_dict(state_dict["_trainer"])
+
     def build_hooks(self):
         run = self.run
         precise_bn = run.precise_bn()

@@ -1,0 +1,77 @@
+"""Exact resume: a run killed with SIGKILL after a checkpoint and resumed with --resume ends with the same weights,
+bit for bit, as the run that was never interrupted; with data-loader workers, for 1 process and for 2 (gloo)."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ..conftest import ROOT, run_train_net
+
+KILL = os.path.join(os.path.dirname(__file__), "kill_at.py")
+# 6 iterations at batch 2 with 2 loader workers, checkpoints after iterations 1, 3 and 5; no evaluation.
+RUN = [
+    "--config-file",
+    "configs/Shapes/cascade_rcnn_R_18_FPN.py",
+    "train.max_iter=6",
+    "train.eval_period=0",
+    "train.checkpointer.period=2",
+    "train.checkpointer.max_to_keep=null",
+    "train.log_period=1",
+    "dataloader.train.total_batch_size=2",
+    "dataloader.test.dataset.names=[]",
+]
+
+
+def killed_at(iteration, *args, num_threads=2):
+    env = dict(os.environ, OMP_NUM_THREADS=str(num_threads))
+    return subprocess.run(
+        [sys.executable, KILL, str(iteration), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=600,
+    )
+
+
+def final_weights(folder):
+    return torch.load(os.path.join(folder, "model_final.pth"), weights_only=False)["model"]
+
+
+def assert_bitwise_equal(a, b):
+    assert a.keys() == b.keys()
+    differ = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not differ, f"{len(differ)} of {len(a)} tensors differ, e.g. {differ[:3]}"
+
+
+@pytest.mark.parametrize("processes", [1, 2], ids=["1-process", "2-processes-gloo"])
+def test_sigkill_then_resume_ends_bitwise_equal_to_the_uninterrupted_run(tmp_path, processes):
+    launch = ["--num-gpus", str(processes)] if processes > 1 else []
+    workers = [f"dataloader.train.num_workers={2 if processes == 1 else 1}"]
+    threads = 2 if processes == 1 else 1
+    killed, whole = str(tmp_path / "killed"), str(tmp_path / "whole")
+
+    # A run without a seed is killed at the start of iteration 5: its checkpoint of iteration 3 survives.
+    proc = killed_at(5, *launch, *RUN, *workers, "train.seed=-1", f"train.output_dir={killed}", num_threads=threads)
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    assert os.path.isfile(os.path.join(killed, "model_0000003.pth"))
+    assert not os.path.exists(os.path.join(killed, "model_final.pth"))
+    seed = int(re.search(r"this run's seed is (\d+)", proc.stdout).group(1))
+
+    # --resume continues it (with the seed it chose, saved in its checkpoint) ...
+    proc = run_train_net(
+        *launch, "--resume", *RUN, *workers, "train.seed=-1", f"train.output_dir={killed}", num_threads=threads
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "Resuming at iteration 4" in proc.stdout and f"Resuming with the checkpoint's seed {seed}" in proc.stdout
+    # ... to the weights the uninterrupted run with that seed ends with.
+    proc = run_train_net(
+        *launch, *RUN, *workers, f"train.seed={seed}", f"train.output_dir={whole}", num_threads=threads
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert_bitwise_equal(final_weights(killed), final_weights(whole))
