@@ -22,6 +22,8 @@ setup(
         "opencv-python-headless",
         "safetensors",
         "matplotlib",
+        "faster-coco-eval>=1.8,<1.9",  # the COCO evaluation backend (C++; pycocotools gives the same numbers)
+        "submitit>=1.5,<1.6",  # reads SLURM's environment (node list) for multi-node launches
     ],
     extras_require={"dev": ["pytest", "pytest-timeout"]},
 )

@@ -5,6 +5,8 @@
     python train_net.py --num-gpus 8 --config-file configs/COCO/cascade_rcnn_R_50_FPN_1x.py
     python train_net.py --config-file CONFIG --eval-only train.init_checkpoint=model.pth   # LazyConfig
     python train_net.py --config-file CONFIG.yaml --eval-only MODEL.WEIGHTS model.pth      # yacs
+    python train_net.py --register-coco NAME JSON IMAGE_ROOT --config-file configs/Custom/cascade_rcnn_R_50_FPN.py ...
+    torchrun --nproc_per_node 8 train_net.py --config-file CONFIG          # or srun: each process is one rank
 Without CUDA, --num-gpus N starts N CPU processes over gloo.
 """
 
@@ -12,9 +14,8 @@ import logging
 import os
 
 import cascade_det  # noqa: F401  (compat fixes and registration, before anything else of Detectron2 runs)
-from cascade_det.engine import CascadeTrainer, launch, setup
+from cascade_det.engine import CascadeTrainer, argument_parser, launch, setup
 
-from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
 
 logger = logging.getLogger("cascade_det")
@@ -39,6 +40,6 @@ def main(args):
 
 
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
+    args = argument_parser().parse_args()
     print("Command Line Args:", args)
     launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))

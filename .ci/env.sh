@@ -2,8 +2,10 @@
 # Run a command inside the project's virtual environment, creating it first if it is missing.
 #
 #   bash .ci/env.sh python train_net.py ...              # the package and what it needs
-#   bash .ci/env.sh --with-tests python -m pytest tests  # plus the test tools (pytest, ruff, onnx/onnxruntime) and
-#                                                        # MMDetection 3.3.0, the reference some tests compare with
+#   bash .ci/env.sh --with-tests python -m pytest tests  # plus the test tools (pytest, ruff) and MMDetection 3.3.0,
+#                                                        # the reference some tests compare with
+#   CASCADE_DET_D2=main bash .ci/env.sh ...              # with Detectron2 main (the snapshot in
+#                                                        # ../shared/vendor) in place of 0.6
 #
 # The environment is pinned (.ci/constraints.txt) and built from the package registry alone:
 #   torch 2.14.1 / torchvision 0.29.1 (pip takes them from this machine's disk), Detectron2 0.6 from the
@@ -58,6 +60,28 @@ if [ "$with_tests" = 1 ]; then
     step "test tools and the MMDetection 3.3.0 reference" "$venv/bin/python" -m pip install --no-deps -r "$reference"
     echo "$test_want" >"$venv/.tests-ok"
   fi
+fi
+if [ "${CASCADE_DET_D2:-0.6}" = "main" ]; then
+  # Detectron2 main, pure Python as 0.6 is, installed beside it and first on the path.
+  tarball="$(ls "$root"/../shared/vendor/detectron2-main-*.tar.gz 2>/dev/null | head -1 || true)"
+  if [ -z "$tarball" ]; then
+    echo "[env] Detectron2 main: no snapshot at $root/../shared/vendor/detectron2-main-*.tar.gz: skipping what" \
+      "was asked to run with it (on a user's machine, install Detectron2 main as its guide says)" >&2
+    exit 0
+  fi
+  main_dir="$venv/detectron2-main"
+  main_want="$(sha256sum "$tarball" | cut -d' ' -f1)"
+  if [ ! -f "$main_dir/.ok" ] || [ "$(cat "$main_dir/.ok")" != "$main_want" ]; then
+    rm -rf "$main_dir" "$venv/detectron2-main-src"
+    mkdir -p "$venv/detectron2-main-src"
+    tar xzf "$tarball" -C "$venv/detectron2-main-src" --strip-components=1
+    sed -i '/^ *ext_modules=get_extensions(),$/d' "$venv/detectron2-main-src/setup.py"
+    step "Detectron2 main ($(basename "$tarball"), pure Python)" "$venv/bin/python" -m pip install --no-deps \
+      --no-build-isolation --target "$main_dir" "$venv/detectron2-main-src"
+    echo "$main_want" >"$main_dir/.ok"
+  fi
+  export PYTHONPATH="$main_dir${PYTHONPATH:+:$PYTHONPATH}"
+  export CASCADE_DET_D2=main
 fi
 export PATH="$venv/bin:$PATH"
 export VIRTUAL_ENV="$venv"

@@ -18,7 +18,7 @@ Detectron2 0.6 with Python 3.11, numpy 2, Pillow >= 10 and torch 2:
 |                            | skips a bad sample (returns None)                                             |
 | `torch2_scheduler_state`   | torch 2 schedulers do not subclass `_LRScheduler`, so Detectron2's            |
 |                            | `hooks.LRScheduler` silently neither saves nor restores them: resume is wrong |
-| `coco_eval_fallback`       | `COCOeval_opt` needs the C++ extension; fall back to pycocotools' COCOeval    |
+| `coco_eval_fallback`       | `COCOeval_opt` needs the C++ extension: faster-coco-eval's COCOeval instead   |
 | `cpu_distributed`          | `create_ddp_model` passes a GPU id for CPU models (DDP refuses it)            |
 | `meshgrid_indexing`        | the anchor grid calls torch.meshgrid without `indexing` (a warning per run)   |
 """
@@ -161,14 +161,19 @@ def torch2_scheduler_state() -> Optional[str]:
 
 
 def coco_eval_fallback() -> Optional[str]:
+    """Detectron2's fast COCOeval (`COCOeval_opt`, used with `use_fast_impl=True`) is C++: without the build, use
+    faster-coco-eval's (C++ as well, same numbers), or pycocotools' where faster-coco-eval is not installed."""
     if getattr(sys.modules.get("detectron2._C"), "__file__", None) != __file__:
         return None  # a real C++ build: its COCOeval works
-    from pycocotools.cocoeval import COCOeval
+    try:
+        from faster_coco_eval import COCOeval_faster as fast
+    except ImportError:
+        from pycocotools.cocoeval import COCOeval as fast
 
     from detectron2.evaluation import coco_evaluation
 
-    coco_evaluation.COCOeval_opt = COCOeval
-    return "COCOEvaluator uses pycocotools' COCOeval in place of the C++ one"
+    coco_evaluation.COCOeval_opt = fast
+    return f"COCOEvaluator(use_fast_impl=True) evaluates with {fast.__module__}.{fast.__name__}"
 
 
 def cpu_distributed() -> Optional[str]:

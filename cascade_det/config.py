@@ -79,6 +79,12 @@ OPTIONS = [
     # Run settings (read by the trainer through cascade_det.engine.RunConfig).
     Option("TEST.PER_STAGE_EVAL", "train.per_stage_eval", False, "also evaluate each stage's own detections"),
     Option(
+        "TEST.EVAL_BACKEND",
+        "train.eval_backend",
+        "faster-coco-eval",
+        "COCO evaluation: faster-coco-eval (C++) or pycocotools (same numbers, slower)",
+    ),
+    Option(
         "MODEL.ALLOW_UNSAFE_PICKLE",
         "train.allow_unsafe_pickle",
         False,

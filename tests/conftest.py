@@ -43,6 +43,16 @@ def run_train_net(*args, timeout=600, num_threads=2):
     )
 
 
+def pytest_report_header(config):
+    """Which Detectron2 this run tests; with CASCADE_DET_D2=main (.ci/env.sh) it must be the main snapshot."""
+    import detectron2
+
+    main = os.sep + "detectron2-main" + os.sep in detectron2.__file__
+    if os.environ.get("CASCADE_DET_D2") == "main" and not main:
+        raise pytest.UsageError(f"CASCADE_DET_D2=main, but detectron2 comes from {detectron2.__file__}")
+    return f"detectron2: {'main snapshot' if main else detectron2.__version__} ({os.path.dirname(detectron2.__file__)})"
+
+
 def pytest_collection_finish(session):
     # CI must never pass by running nothing (pytest's own exit code 5 would be easy to swallow).
     if not session.items:

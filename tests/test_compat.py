@@ -29,7 +29,7 @@ def test_detectron2_data_transforms_use_bilinear_for_removed_pillow_linear():
     assert ExtentTransform(src_rect=(0, 0, 4, 4), output_size=(2, 2)).interp == Image.BILINEAR
 
 
-def test_class_histogram_runs_with_numpy_2():
+def test_class_histogram_runs_with_numpy_2():  # np.int in Detectron2 0.6; main no longer uses it
     from detectron2.data.build import print_instances_class_histogram
 
     dicts = [{"annotations": [{"category_id": 0, "iscrowd": 0}, {"category_id": 1, "iscrowd": 0}]}]
@@ -62,12 +62,12 @@ def test_lr_scheduler_hook_saves_and_restores_torch2_schedulers():
     assert scheduler2.last_epoch == 5
 
 
-def test_coco_evaluation_uses_pycocotools_without_cpp_extension():
-    from pycocotools.cocoeval import COCOeval
+def test_coco_evaluation_uses_faster_coco_eval_without_cpp_extension():
+    from faster_coco_eval import COCOeval_faster
 
     from detectron2.evaluation import coco_evaluation
 
-    assert coco_evaluation.COCOeval_opt is COCOeval
+    assert coco_evaluation.COCOeval_opt is COCOeval_faster
 
 
 def test_ddp_wrapper_passes_no_device_ids_for_cpu_models(monkeypatch):
@@ -93,7 +93,6 @@ def test_apply_is_idempotent_and_logs_each_fix_at_debug_level(caplog):
     compat.apply()
     assert MapDataset(list(range(3)), lambda x: None if x == 0 else x)[0] in (1, 2)
     assert random.Random(0).random() == random.Random(0).random()
-    assert np.int is int
     # Each fix decides whether this Detectron2 needs it; a fresh application logs each decision once.
     saved = set(compat._applied)
     compat._applied.clear()
@@ -103,7 +102,7 @@ def test_apply_is_idempotent_and_logs_each_fix_at_debug_level(caplog):
     assert [r.getMessage() for r in caplog.records] == [
         "compat missing_cpp_extension: not needed here"  # the stand-in is already registered
     ]
-    assert compat._applied == saved
+    assert compat._applied == saved == {fix.__name__ for fix in compat.FIXES}
 
 
 def test_anchor_grid_is_made_without_the_meshgrid_warning():

@@ -28,6 +28,8 @@ def on_embedded_dataset(cfg):
     cfg.dataloader.test.dataset.names = "cascade_shapes_val"
     cfg.dataloader.train.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=96, max_size=128)]
     cfg.dataloader.train.update(total_batch_size=1, num_workers=0)
+    if cfg.model.roi_heads.num_classes is None:  # configs/Custom: set from the datasets when the run is set up
+        cfg.model.roi_heads.num_classes = 4
     return cfg
 
 

@@ -1,5 +1,6 @@
 """Training and evaluation: the run's config (`RunConfig`), its setup and checks, the trainer, and launching."""
 
+from .args import argument_parser
 from .launch import launch
 from .run_config import ConfigValueError, RunConfig
 from .setup import apply_lazy_overrides, check_run, load_config, setup
@@ -10,6 +11,7 @@ __all__ = [
     "ConfigValueError",
     "RunConfig",
     "apply_lazy_overrides",
+    "argument_parser",
     "check_run",
     "launch",
     "load_config",

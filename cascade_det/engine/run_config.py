@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from detectron2.config import CfgNode, LazyConfig, instantiate
-from detectron2.data import DatasetMapper, MetadataCatalog, build_detection_test_loader
+from detectron2.data import DatasetMapper, build_detection_test_loader
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 from detectron2.modeling import build_model
@@ -24,7 +24,7 @@ from detectron2.solver import LRMultiplier, build_lr_scheduler, build_optimizer
 
 from ..config import OPTIONS, yacs_option
 from ..data import build_train_loader, mapped_with_file_errors
-from ..evaluation import FinalDetections, PerStageCOCOEvaluator
+from ..evaluation import BACKENDS, FinalDetections, PerStageCOCOEvaluator
 from ..modeling import CascadeRCNNROIHeads
 from ..modeling.speed import optimize_for_speed
 
@@ -79,6 +79,7 @@ _SETTINGS = {
     "seed": ("train.seed", "SEED", _int, "an integer (< 0: a random seed)"),
     "device": ("train.device", "MODEL.DEVICE", _text, "a device name such as 'cpu' or 'cuda'"),
     "per_stage_eval": ("train.per_stage_eval", "TEST.PER_STAGE_EVAL", _bool, "true or false"),
+    "eval_backend": ("train.eval_backend", "TEST.EVAL_BACKEND", lambda v: v in BACKENDS, f"one of {BACKENDS}"),
     "allow_unsafe_pickle": ("train.allow_unsafe_pickle", "MODEL.ALLOW_UNSAFE_PICKLE", _bool, "true or false"),
     "allow_partial_checkpoint": (
         "train.allow_partial_checkpoint",
@@ -245,7 +246,7 @@ class RunConfig:
         evaluator = FinalDetections(self._build_evaluator(dataset_name, output_dir))
         if not self.per_stage_eval:
             return evaluator
-        return DatasetEvaluators([evaluator, PerStageCOCOEvaluator(dataset_name, output_dir)])
+        return DatasetEvaluators([evaluator, PerStageCOCOEvaluator(dataset_name, output_dir, self.eval_backend)])
 
     def _build_evaluator(self, dataset_name: str, output_dir: str):
         raise NotImplementedError
@@ -339,6 +340,8 @@ class LazyRunConfig(RunConfig):
         evaluator = copy.deepcopy(self.cfg.dataloader.evaluator)
         evaluator.dataset_name = dataset_name
         evaluator.output_dir = output_dir
+        if _accepts(evaluator, "use_fast_impl"):
+            evaluator.use_fast_impl = self.eval_backend == "faster-coco-eval"
         return instantiate(evaluator)
 
     def scale_to_world_size(self, world_size):
@@ -391,7 +394,7 @@ class YacsRunConfig(RunConfig):
         key = _SETTINGS[name][1]
         if key is None:
             return _YACS_FIXED[name]
-        if key.startswith(("TEST.PER_STAGE_EVAL", "MODEL.ALLOW", "MODEL.SPEED", "SOLVER.LOSS_EXPLOSION")):
+        if key.startswith(("TEST.PER_STAGE_EVAL", "TEST.EVAL_BACKEND", "MODEL.ALLOW", "MODEL.SPEED", "SOLVER.LOSS_EX")):
             return yacs_option(self.cfg, key)
         node = self.cfg
         for part in key.split("."):
@@ -454,13 +457,8 @@ class YacsRunConfig(RunConfig):
         return build_detection_test_loader(self.cfg, dataset_name, mapper=mapper)
 
     def _build_evaluator(self, dataset_name, output_dir):
-        evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", "coco")
-        if evaluator_type not in ("coco", "coco_panoptic_seg"):
-            raise ConfigValueError(
-                f"DATASETS.TEST: dataset {dataset_name!r} has evaluator_type {evaluator_type!r}; cascade_det's yacs "
-                "runs evaluate COCO-style datasets (register it with --register-coco / register_coco_instances)"
-            )
-        return COCOEvaluator(dataset_name, output_dir=output_dir)
+        # COCO metrics for every detection dataset (Detectron2's COCOEvaluator converts a non-COCO one, e.g. VOC).
+        return COCOEvaluator(dataset_name, output_dir=output_dir, use_fast_impl=self.eval_backend == "faster-coco-eval")
 
     def scale_to_world_size(self, world_size):
         scaled = DefaultTrainer.auto_scale_workers(self.cfg, world_size)
@@ -475,6 +473,20 @@ class YacsRunConfig(RunConfig):
     def precise_bn(self):
         precise = self.cfg.TEST.PRECISE_BN
         return (self.eval_period, precise.NUM_ITER) if precise.ENABLED else None
+
+
+def _accepts(node, argument: str) -> bool:
+    """Whether the LazyConfig node's target takes `argument` (e.g. Detectron2's COCOEvaluator takes use_fast_impl)."""
+    import inspect
+
+    from detectron2.config.instantiate import locate
+
+    target = node._target_
+    target = locate(target) if isinstance(target, str) else target
+    try:
+        return argument in inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 class _NamedErrorsMapper:

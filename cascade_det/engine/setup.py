@@ -24,8 +24,10 @@ from detectron2.utils.logger import setup_logger
 from ..checkpoint import run_checkpoints
 from ..config import add_cascade_config
 from ..data import check_datasets
+from ..data.register import register_from_args
 from ..weights import check_weights_file
 from .determinism import choose_seed
+from .launch import how_joined
 from .run_config import ConfigValueError, RunConfig
 from .run_dir import check_training_dir, next_eval_dir
 
@@ -88,8 +90,10 @@ def load_config(config_file: str, overrides: Sequence[str] = ()):
 def check_run(run: RunConfig, *, eval_only: bool, resume: bool) -> None:
     """Every check that can refuse the run, before anything is written: output dir, weights file, datasets,
     number of classes, per-stage evaluation. Sets `run.resuming` (training) and completes `run.num_classes()` from
-    the datasets' categories when the config leaves it unset."""
+    the datasets' categories when the config leaves it unset. What it has to say goes to `run.notes`, logged once the
+    run's log is set up (nothing is written before)."""
     run.resuming = False
+    run.notes = []
     if eval_only:
         if not run.weights and not (resume and run_checkpoints(run.output_dir)):
             raise ConfigValueError(
@@ -100,9 +104,13 @@ def check_run(run: RunConfig, *, eval_only: bool, resume: bool) -> None:
             check_weights_file(run.weights, run.key("weights"))
     else:
         run.resuming = check_training_dir(run.output_dir, resume, run.key("output_dir"))
+        if resume and not run.resuming:
+            run.notes.append(f"--resume: nothing to resume in {run.output_dir} (no checkpoint): starting a new run")
         if run.weights and not run.resuming:
             check_weights_file(run.weights, run.key("weights"))
     classes = []
+    if not eval_only and not run.train_datasets:
+        raise ConfigValueError(f"{run.dataset_key('train')} is empty: name the registered training dataset(s)")
     if not eval_only:
         classes = check_datasets(run.train_datasets, split="training", key=run.dataset_key("train"))
     test_classes = check_datasets(run.test_datasets, split="test", key=run.dataset_key("test"))
@@ -126,7 +134,7 @@ def _check_num_classes(run: RunConfig, classes: List[str]) -> None:
         if not classes:
             raise ConfigValueError(f"{run.num_classes_key} is not set and the datasets name no categories: set it")
         run.set_num_classes(len(classes))
-        logger.info("%s = %d, from the datasets' categories", run.num_classes_key, len(classes))
+        run.notes.append(f"{run.num_classes_key} = {len(classes)}, from the datasets' categories")
     elif classes and configured != len(classes):
         raise ConfigValueError(
             f"{run.num_classes_key}={configured}, but the datasets have {len(classes)} categories "
@@ -136,9 +144,11 @@ def _check_num_classes(run: RunConfig, classes: List[str]) -> None:
 
 
 def setup(args) -> RunConfig:
-    """The run described by `args` (Detectron2's argument parser: config_file, opts, eval_only, resume), checked
+    """The run described by `args` (`argument_parser()`: config_file, opts, eval_only, resume, register_coco,
+    register_voc; datasets are registered first, in every process), checked
     (`check_run`) and then set up: output dir (or `inference/eval_<N>/` for --eval-only), logging, the config saved
     beside the outputs, the seed."""
+    register_from_args(getattr(args, "register_coco", ()), getattr(args, "register_voc", ()))
     cfg = load_config(args.config_file, args.opts)
     run = RunConfig.of(cfg, comm.get_world_size())
     run.use_cpu_without_cuda()
@@ -159,10 +169,12 @@ def setup(args) -> RunConfig:
     comm.synchronize()
     _setup_logging(folder)
     logger.info("Rank of current process: %d. World size: %d", comm.get_rank(), comm.get_world_size())
+    if how_joined():
+        logger.info("Joined as %s", how_joined())
     logger.info("Environment info:\n%s", collect_env_info())
     logger.info("Command line arguments: %s", args)
-    if not eval_only and getattr(args, "resume", False) and not run.resuming:
-        logger.warning("--resume: nothing to resume in %s (no checkpoint): starting a new run", run.output_dir)
+    for note in run.notes:
+        logger.warning(note)
     run.set("seed", choose_seed(run.seed))  # a random seed is written into the saved config
     if comm.is_main_process():
         path = os.path.join(folder, config_name)

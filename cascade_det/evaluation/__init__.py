@@ -1,13 +1,29 @@
-"""Evaluation: per-stage COCO AP for cascade models, and evaluation metrics in metrics.json."""
+"""Evaluation: per-stage COCO AP for cascade models, the COCO backend (faster-coco-eval or pycocotools), and
+evaluation metrics in metrics.json."""
 
+from .coco_backend import BACKENDS, COCO_METRICS, evaluate_boxes, load_gt
 from .metrics import write_eval_metrics
-from .per_stage import IOU_THRESHOLDS, FinalDetections, PerStageCOCOEvaluator, coco_box_ap, plot_per_stage_ap
+from .per_stage import (
+    IOU_THRESHOLDS,
+    FinalDetections,
+    PerStageCOCOEvaluator,
+    box_ap,
+    detections_array,
+    plot_per_stage_ap,
+    stage_ap_table,
+)
 
 __all__ = [
+    "BACKENDS",
+    "COCO_METRICS",
     "IOU_THRESHOLDS",
     "FinalDetections",
     "PerStageCOCOEvaluator",
-    "coco_box_ap",
+    "box_ap",
+    "detections_array",
+    "evaluate_boxes",
+    "load_gt",
     "plot_per_stage_ap",
+    "stage_ap_table",
     "write_eval_metrics",
 ]

@@ -6,34 +6,46 @@ Stage t's detections are its refined boxes scored by its classifier alone (post-
 threshold, NMS, top-k). "ensemble" is what the model outputs (the configured `test_score_ensemble` on the last
 stage's boxes). They reach the evaluator as Detectron2 evaluators get everything, in the model's outputs: the cascade
 heads with `return_stage_detections=True` add each stage's detections as rows with a `stage` field.
+
+Detections are kept as arrays (image_id, x, y, w, h, score, category), the ground truth is indexed once for all the
+stages, and the backend is faster-coco-eval (or pycocotools): `coco_backend`.
 """
 
-import contextlib
-import copy
-import io
+import concurrent.futures
 import json
 import logging
+import multiprocessing
 import os
 from collections import OrderedDict
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 from tabulate import tabulate
 
 from detectron2.data import MetadataCatalog
-from detectron2.data.datasets.coco import convert_to_coco_json
+from detectron2.data.datasets.coco import convert_to_coco_dict
 from detectron2.evaluation import DatasetEvaluator
-from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 from detectron2.utils import comm
 
 from ..modeling import split_stage_detections
+from .coco_backend import COCO_METRICS, evaluate_boxes, load_gt
 
-__all__ = ["IOU_THRESHOLDS", "FinalDetections", "PerStageCOCOEvaluator", "coco_box_ap", "plot_per_stage_ap"]
+__all__ = [
+    "IOU_THRESHOLDS",
+    "FinalDetections",
+    "PerStageCOCOEvaluator",
+    "box_ap",
+    "detections_array",
+    "evaluate_sets",
+    "plot_per_stage_ap",
+    "stage_ap_table",
+]
 
 logger = logging.getLogger(__name__)
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+DETECTIONS_FILE = (
+    "per_stage_detections.npz"  # one (D, 7) array per stage name, read by `python -m cascade_det.evaluate`
+)
 
 
 class FinalDetections(DatasetEvaluator):
@@ -56,24 +68,77 @@ class FinalDetections(DatasetEvaluator):
         return self.evaluator.evaluate()
 
 
+def detections_array(instances, image_id: int, to_dataset_id: Optional[Dict[int, int]] = None) -> np.ndarray:
+    """One image's detections (Instances with pred_boxes XYXY, scores, pred_classes) as COCO result rows (D, 7):
+    image_id, x, y, w, h, score, category id of the dataset (through `to_dataset_id`)."""
+    boxes = instances.pred_boxes.tensor.numpy().astype(np.float64)
+    classes = instances.pred_classes.numpy()
+    if to_dataset_id:
+        classes = np.array([to_dataset_id.get(int(c), int(c)) for c in classes], dtype=np.int64)
+    rows = np.empty((len(boxes), 7), dtype=np.float64)
+    rows[:, 0] = image_id
+    rows[:, 1:3] = boxes[:, :2]
+    rows[:, 3:5] = boxes[:, 2:] - boxes[:, :2]
+    rows[:, 5] = instances.scores.numpy()
+    rows[:, 6] = classes
+    return rows
+
+
+def box_ap(gt, detections: np.ndarray, backend: str = "faster-coco-eval") -> Dict[str, float]:
+    """COCO box metrics (percent) of `detections` (rows as `detections_array`) against `gt` (`load_gt`): the 12
+    numbers of COCOeval.summarize ("AP", "AP50", ..., "ARl") and "AP@{t:.2f}" for each IoU threshold t (all areas,
+    100 detections). No detections give NaN everywhere, as Detectron2's COCOEvaluator reports them."""
+    evaluated = evaluate_boxes(gt, detections, backend)
+    if evaluated is None:
+        return {**{k: float("nan") for k in COCO_METRICS}, **{f"AP@{t:.2f}": float("nan") for t in IOU_THRESHOLDS}}
+    stats, coco_eval = evaluated
+    # -1 marks a metric without ground truth (e.g. no large objects): NaN, as Detectron2's COCOEvaluator says it.
+    result = {k: float(v) * 100 if v >= 0 else float("nan") for k, v in zip(COCO_METRICS, stats)}
+    # precision: (IoU thresholds, recall points, classes, area ranges, max dets); -1 where undefined.
+    precision = coco_eval["precision"][:, :, :, 0, -1]
+    for t, p in zip(IOU_THRESHOLDS, precision):
+        result[f"AP@{t:.2f}"] = float(np.mean(p[p > -1])) * 100 if (p > -1).any() else float("nan")
+    return result
+
+
+def _evaluate_set(gt_source, detections: np.ndarray, backend: str) -> Dict[str, float]:
+    return box_ap(load_gt(gt_source, backend), detections, backend)
+
+
+def evaluate_sets(gt_source, sets: List[np.ndarray], backend: str = "faster-coco-eval") -> List[Dict[str, float]]:
+    """`box_ap` of several detection sets against one ground truth (a json path or a COCO-format dict): the sets are
+    evaluated in parallel processes (one per set, as many as there are cores; each indexes the ground truth once),
+    so per-stage evaluation takes about one set's time where cores allow."""
+    workers = min(len(sets), os.cpu_count() or 1)
+    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("fork")  # the children read the arrays without pickling them twice
+        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            return list(pool.map(_evaluate_set, [gt_source] * len(sets), sets, [backend] * len(sets)))
+    gt = load_gt(gt_source, backend)
+    return [box_ap(gt, detections, backend) for detections in sets]
+
+
 class PerStageCOCOEvaluator(DatasetEvaluator):
     """
-    Box AP per cascade stage and for the ensemble on a COCO-format dataset, from the stage detections in the model's
+    Box AP per cascade stage and for the ensemble on a detection dataset, from the stage detections in the model's
     outputs (cascade heads with `return_stage_detections=True`). Results, under the task name "per_stage_bbox":
-    {"stage0/AP", "stage0/AP50", "stage0/AP75", "stage0/AP@0.55", ..., "ensemble/AP", ...}, in percent; NaN where a
-    stage made no detection (as COCOEvaluator reports it).
-    Also logs a table and writes `per_stage_ap.json` and `per_stage_ap.png` (AP against IoU threshold, a line
-    per stage) to `output_dir`.
+    {"stage0/AP", "stage0/AP50", ..., "stage0/AP@0.55", ..., "ensemble/AP", ...}, in percent; NaN where a stage made
+    no detection (as COCOEvaluator reports it).
+    Also logs a table and writes to `output_dir`: `per_stage_ap.json`, `per_stage_ap.png` (AP against IoU threshold,
+    a line per stage) and the detections (`per_stage_detections.npz`, for `python -m cascade_det.evaluate`).
     """
 
-    def __init__(self, dataset_name: str, output_dir: str = None):
+    def __init__(self, dataset_name: str, output_dir: Optional[str] = None, backend: str = "faster-coco-eval"):
         self._dataset_name = dataset_name
         self._output_dir = output_dir
+        self._backend = backend
         self._metadata = MetadataCatalog.get(dataset_name)
-        self._predictions: Dict[str, List[dict]] = {}
+        mapping = getattr(self._metadata, "thing_dataset_id_to_contiguous_id", {}) or {}
+        self._to_dataset_id = {v: k for k, v in mapping.items()}
+        self._detections: Dict[str, list] = {}
 
     def reset(self):
-        self._predictions = {"ensemble": []}
+        self._detections = {"ensemble": []}
 
     def process(self, inputs, outputs):
         for inp, out in zip(inputs, outputs):
@@ -85,73 +150,54 @@ class PerStageCOCOEvaluator(DatasetEvaluator):
                     "evaluation is on)."
                 )
             own, stages = split_stage_detections(instances.to("cpu"))
-            self._predictions["ensemble"].extend(instances_to_coco_json(own, inp["image_id"]))
+            self._detections["ensemble"].append(detections_array(own, inp["image_id"], self._to_dataset_id))
             for t, stage in enumerate(stages):
-                self._predictions.setdefault(f"stage{t}", []).extend(instances_to_coco_json(stage, inp["image_id"]))
+                rows = detections_array(stage, inp["image_id"], self._to_dataset_id)
+                self._detections.setdefault(f"stage{t}", []).append(rows)
 
     def evaluate(self):
-        gathered = comm.gather(self._predictions, dst=0)
+        gathered = comm.gather(self._detections, dst=0)
         if not comm.is_main_process():
             return {}
         num_stages = max(len(part) - 1 for part in gathered)
         names = [f"stage{t}" for t in range(num_stages)] + ["ensemble"]
-        predictions = {name: [p for part in gathered for p in part.get(name, [])] for name in names}
-        coco_gt = self._coco_gt()
-        to_dataset_id = {v: k for k, v in getattr(self._metadata, "thing_dataset_id_to_contiguous_id", {}).items()}
-        results = OrderedDict((name, coco_box_ap(coco_gt, predictions[name], to_dataset_id)) for name in names)
-        self._report(results)
-        # One level of keys, as Detectron2's printing and result checks expect: "stage0/AP", "ensemble/AP@0.90".
-        return {"per_stage_bbox": {f"{name}/{k}": v for name, r in results.items() for k, v in r.items()}}
-
-    def _coco_gt(self) -> COCO:
-        json_file = getattr(self._metadata, "json_file", None)
-        if json_file is None or not os.path.isfile(json_file):
-            json_file = os.path.join(self._output_dir or ".", f"{self._dataset_name}_coco_format.json")
-            convert_to_coco_json(self._dataset_name, json_file)
-        with contextlib.redirect_stdout(io.StringIO()):
-            return COCO(json_file)
-
-    def _report(self, results: Dict[str, Dict[str, float]]) -> None:
-        headers = ["", "AP"] + [f"{t:.2f}" for t in IOU_THRESHOLDS]
-        rows = [[name, r["AP"]] + [r[f"AP@{t:.2f}"] for t in IOU_THRESHOLDS] for name, r in results.items()]
+        detections = {
+            name: np.concatenate([rows for part in gathered for rows in part.get(name, [])] or [np.zeros((0, 7))])
+            for name in names
+        }
+        results = OrderedDict(
+            zip(names, evaluate_sets(self._ground_truth_source(), [detections[n] for n in names], self._backend))
+        )
         logger.info(
             "Per-stage box AP on %s (columns: AP at each IoU threshold):\n%s",
             self._dataset_name,
-            tabulate(rows, headers=headers, floatfmt=".1f", tablefmt="pipe"),
+            stage_ap_table(results),
         )
-        if not self._output_dir:
-            return
+        if self._output_dir:
+            self._write(results, detections)
+        # One level of keys, as Detectron2's printing and result checks expect: "stage0/AP", "ensemble/AP@0.90".
+        return {"per_stage_bbox": {f"{name}/{k}": v for name, r in results.items() for k, v in r.items()}}
+
+    def _ground_truth_source(self):
+        """The ground truth's json file, or (for a dataset registered without one) its COCO-format dict."""
+        json_file = getattr(self._metadata, "json_file", None)
+        if json_file and os.path.isfile(json_file):
+            return json_file
+        return convert_to_coco_dict(self._dataset_name)
+
+    def _write(self, results, detections) -> None:
         os.makedirs(self._output_dir, exist_ok=True)
         with open(os.path.join(self._output_dir, "per_stage_ap.json"), "w") as f:
             json.dump(results, f, indent=1)
+        np.savez_compressed(os.path.join(self._output_dir, DETECTIONS_FILE), **detections)
         plot_per_stage_ap(results, os.path.join(self._output_dir, "per_stage_ap.png"), title=self._dataset_name)
 
 
-def coco_box_ap(coco_gt: COCO, predictions: List[dict], to_dataset_id: Dict[int, int]) -> Dict[str, float]:
-    """COCO box AP (percent) of `predictions` (COCO json dicts with contiguous category ids): "AP" (mean over
-    IoU 0.50:0.95), "AP50", "AP75" and "AP@{t:.2f}" for each IoU threshold t, all areas, 100 detections. No
-    predictions give NaN everywhere, as Detectron2's COCOEvaluator reports them."""
-    predictions = copy.deepcopy(predictions)
-    for p in predictions:
-        p["category_id"] = to_dataset_id.get(p["category_id"], p["category_id"])
-    if not predictions:
-        return {
-            "AP": float("nan"),
-            "AP50": float("nan"),
-            "AP75": float("nan"),
-            **{f"AP@{t:.2f}": float("nan") for t in IOU_THRESHOLDS},
-        }
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_eval = COCOeval(coco_gt, coco_gt.loadRes(predictions), "bbox")
-        coco_eval.evaluate()
-        coco_eval.accumulate()
-        coco_eval.summarize()
-    # precision: (IoU thresholds, recall points, classes, area ranges, max dets); -1 where undefined.
-    precision = coco_eval.eval["precision"][:, :, :, 0, -1]
-    per_iou = [float(np.mean(p[p > -1])) * 100 if (p > -1).any() else float("nan") for p in precision]
-    result = {"AP": float(coco_eval.stats[0]) * 100, "AP50": per_iou[0], "AP75": per_iou[5]}
-    result.update({f"AP@{t:.2f}": ap for t, ap in zip(IOU_THRESHOLDS, per_iou)})
-    return result
+def stage_ap_table(results: Dict[str, Dict[str, float]]) -> str:
+    """The per-stage table: a row per detection set, AP and AP at each IoU threshold."""
+    headers = ["", "AP"] + [f"{t:.2f}" for t in IOU_THRESHOLDS]
+    rows = [[name, r["AP"]] + [r[f"AP@{t:.2f}"] for t in IOU_THRESHOLDS] for name, r in results.items()]
+    return tabulate(rows, headers=headers, floatfmt=".1f", tablefmt="pipe")
 
 
 def plot_per_stage_ap(results: Dict[str, Dict[str, float]], path: str, title: str = "") -> None:

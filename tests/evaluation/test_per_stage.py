@@ -1,35 +1,41 @@
 """Per-stage evaluation: the AP arithmetic at each IoU threshold, and the evaluator on a real model."""
 
-import contextlib
-import io
-
 import numpy as np
 import pytest
 import torch
-from pycocotools.coco import COCO
 
 import cascade_det  # noqa: F401
-from cascade_det.evaluation import IOU_THRESHOLDS, PerStageCOCOEvaluator, coco_box_ap, plot_per_stage_ap
+from cascade_det.evaluation import (
+    BACKENDS,
+    IOU_THRESHOLDS,
+    PerStageCOCOEvaluator,
+    box_ap,
+    detections_array,
+    load_gt,
+    plot_per_stage_ap,
+)
+
+from detectron2.structures import Boxes, Instances
+
+ONE_BOX = {
+    "images": [{"id": 1, "height": 100, "width": 100}],
+    "annotations": [{"id": 1, "image_id": 1, "category_id": 7, "bbox": [10, 10, 50, 50], "area": 2500, "iscrowd": 0}],
+    "categories": [{"id": 7, "name": "thing"}],
+}
 
 
-def one_box_coco():
-    gt = COCO()
-    gt.dataset = {
-        "images": [{"id": 1, "height": 100, "width": 100}],
-        "annotations": [
-            {"id": 1, "image_id": 1, "category_id": 7, "bbox": [10, 10, 50, 50], "area": 2500, "iscrowd": 0}
-        ],
-        "categories": [{"id": 7, "name": "thing"}],
-    }
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt.createIndex()
-    return gt
-
-
-def test_ap_per_iou_threshold_follows_the_detection_iou():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ap_per_iou_threshold_follows_the_detection_iou(backend):
     # Box [10, 10, 50 x 36] inside the 50 x 50 ground truth: IoU 0.72. Category 0 maps to dataset id 7.
-    prediction = {"image_id": 1, "category_id": 0, "bbox": [10, 10, 50, 36], "score": 0.9}
-    result = coco_box_ap(one_box_coco(), [prediction], {0: 7})
+    detection = Instances(
+        (100, 100),
+        pred_boxes=Boxes(torch.tensor([[10.0, 10.0, 60.0, 46.0]])),
+        scores=torch.tensor([0.9]),
+        pred_classes=torch.tensor([0]),
+    )
+    rows = detections_array(detection, image_id=1, to_dataset_id={0: 7})
+    assert rows.tolist() == [[1, 10, 10, 50, 36, pytest.approx(0.9), 7]]
+    result = box_ap(load_gt(ONE_BOX, backend), rows, backend)
     for t in IOU_THRESHOLDS:
         expected = 100.0 if t <= 0.72 else 0.0
         assert result[f"AP@{t:.2f}"] == pytest.approx(expected, abs=1e-6), t
@@ -38,7 +44,7 @@ def test_ap_per_iou_threshold_follows_the_detection_iou():
 
 
 def test_no_detections_give_nan_as_coco_evaluator_reports_them():
-    assert all(np.isnan(v) for v in coco_box_ap(one_box_coco(), [], {0: 7}).values())
+    assert all(np.isnan(v) for v in box_ap(load_gt(ONE_BOX), np.zeros((0, 7))).values())
 
 
 def test_plot_is_written(tmp_path):
@@ -52,8 +58,6 @@ def test_plot_is_written(tmp_path):
 
 
 def test_per_stage_evaluator_refuses_outputs_without_stage_detections():
-    from detectron2.structures import Boxes, Instances
-
     evaluator = PerStageCOCOEvaluator("cascade_shapes_val")
     evaluator.reset()
     plain = Instances(

@@ -101,3 +101,23 @@ def test_predictor_is_detectron2s_fast_rcnn_output_layers_with_its_box_losses():
 def test_integer_and_dict_loss_weights_mean_the_same_as_floats():
     assert make_predictor(loss_weight=2).loss_weight == {"loss_cls": 2.0, "loss_box_reg": 2.0}
     assert make_predictor(loss_weight={"loss_box_reg": 3.0}).loss_weight == {"loss_cls": 1.0, "loss_box_reg": 3.0}
+
+
+def test_detectron2_mains_sigmoid_ce_and_federated_loss_stay_usable():
+    cfg = small_cascade_cfg()
+    if "USE_SIGMOID_CE" not in cfg.MODEL.ROI_BOX_HEAD:
+        pytest.skip("Detectron2 0.6 has no USE_SIGMOID_CE / USE_FED_LOSS (Detectron2 main has; CI tests it there)")
+    from detectron2.data import MetadataCatalog
+
+    # The federated loss samples negative classes by their image counts, which LVIS-style metadata give.
+    MetadataCatalog.get("fed_loss_counts").set(class_image_count=[{"id": i, "image_count": 5 + i} for i in range(3)])
+    cfg.DATASETS.TRAIN = ("fed_loss_counts",)
+    cfg.MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE = True
+    cfg.MODEL.ROI_BOX_HEAD.USE_FED_LOSS = True
+    cfg.MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES = 2
+    heads = build_roi_heads(cfg, input_shapes())
+    assert all(p.use_sigmoid_ce and p.use_fed_loss for p in heads.box_predictor)
+    losses = run_train(heads)
+    assert all(torch.isfinite(v) for v in losses.values()) and losses["loss_cls_stage1"] > 0
+    logits = torch.tensor([[2.0, -1.0, 0.5, 3.0]])
+    torch.testing.assert_close(heads.box_predictor[0].probs_from_logits(logits), logits.sigmoid())

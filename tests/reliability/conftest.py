@@ -101,13 +101,13 @@ def run_main(*argv: str) -> Optional[BaseException]:
     """train_net.py's `main` on `argv`, in this process; returns the exception it raised (None on success). The
     loggers it sets up are taken down again, so that runs stay apart."""
     import train_net
+    from cascade_det.engine import argument_parser
 
-    from detectron2.engine import default_argument_parser
     from detectron2.utils import logger as d2_logger
 
     names = ("detectron2", "fvcore", "cascade_det")
     handlers = {name: list(logging.getLogger(name).handlers) for name in names}
-    args = default_argument_parser().parse_args(list(argv))
+    args = argument_parser().parse_args(list(argv))
     try:
         train_net.main(args)
         return None

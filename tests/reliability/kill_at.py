@@ -12,9 +12,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, ROOT)
 
 import train_net  # noqa: E402  (after the path, so that the launched processes import it too)
-from cascade_det.engine import CascadeTrainer  # noqa: E402
+from cascade_det.engine import CascadeTrainer, argument_parser  # noqa: E402
 
-from detectron2.engine import HookBase, default_argument_parser  # noqa: E402
+from detectron2.engine import HookBase  # noqa: E402
 
 KILL_AT = int(os.environ.get("CASCADE_DET_TEST_KILL_AT", "-1"))
 
@@ -36,5 +36,5 @@ def main(args):
 if __name__ == "__main__":
     os.environ["CASCADE_DET_TEST_KILL_AT"] = sys.argv[1]  # read again by spawned processes on import
     KILL_AT = int(sys.argv[1])
-    args = default_argument_parser().parse_args(sys.argv[2:])
+    args = argument_parser().parse_args(sys.argv[2:])
     train_net.launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))

@@ -1,0 +1,69 @@
+"""The COCO evaluation backend: faster-coco-eval (C++, the same numbers as pycocotools) or pycocotools.
+
+Detectron2's `COCOEvaluator` evaluates with its C++ `COCOeval_opt` when `use_fast_impl=True` (its default), which a
+pure-Python Detectron2 install does not have; `cascade_det.compat` puts faster-coco-eval's `COCOeval_faster` there,
+so `use_fast_impl` keeps its meaning: True is the fast backend, False pycocotools. The run option
+`train.eval_backend` / `TEST.EVAL_BACKEND` ("faster-coco-eval" or "pycocotools") sets it for the COCO and the
+per-stage evaluators alike.
+
+`evaluate_boxes` is the one place our code runs a box evaluation: the ground truth is indexed once (`load_gt`) and
+detections are loaded as arrays, not as lists of dicts.
+"""
+
+import contextlib
+import io
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+__all__ = ["BACKENDS", "COCO_METRICS", "coco_classes", "evaluate_boxes", "load_gt"]
+
+BACKENDS = ("faster-coco-eval", "pycocotools")
+# The 12 numbers COCOeval.summarize() prints, in its order (stats[0..11]).
+COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+
+def _check(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"eval_backend={backend!r} is not one of {BACKENDS}")
+
+
+def coco_classes(backend: str):
+    """(COCO, COCOeval) classes of `backend`."""
+    _check(backend)
+    if backend == "faster-coco-eval":
+        from faster_coco_eval import COCO, COCOeval_faster
+
+        return COCO, COCOeval_faster
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    return COCO, COCOeval
+
+
+def load_gt(json_file_or_dict, backend: str = "faster-coco-eval"):
+    """The ground truth as `backend`'s COCO object, indexed once (from a json path or a COCO-format dict)."""
+    coco_cls, _ = coco_classes(backend)
+    with contextlib.redirect_stdout(io.StringIO()):
+        if isinstance(json_file_or_dict, dict):
+            gt = coco_cls()
+            gt.dataset = json_file_or_dict
+            gt.createIndex()
+            return gt
+        return coco_cls(json_file_or_dict)
+
+
+def evaluate_boxes(gt, detections: np.ndarray, backend: str = "faster-coco-eval") -> Optional[Tuple[np.ndarray, Dict]]:
+    """COCO box evaluation of `detections` (D, 7): image_id, x, y, w, h, score, category_id (dataset ids), against
+    `gt` (from `load_gt` with the same backend). Returns (stats (12,), eval dict with "precision" (T, R, K, A, M)),
+    or None for no detections."""
+    if len(detections) == 0:
+        return None
+    _, eval_cls = coco_classes(backend)
+    with contextlib.redirect_stdout(io.StringIO()):
+        dt = gt.loadRes(np.asarray(detections, dtype=np.float64))
+        coco_eval = eval_cls(gt, dt, "bbox")
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+    return np.asarray(coco_eval.stats, dtype=np.float64), coco_eval.eval
