@@ -3,7 +3,6 @@
 import logging
 import random
 
-import numpy as np
 import pytest
 import torch
 
