@@ -15,11 +15,12 @@ What differs between the two frameworks, and how each is handled:
   names        MMDetection v2/v3 `CascadeRCNN` (ResNet, FPN, RPNHead, Shared2FCBBoxHead, FCNMaskHead per stage) to
                Detectron2's (`_MMDET_RENAMES` below); the ResNet uses torchvision's names, renamed as a torchvision
                ImageNet file is.
-  box coder    MMDetection decodes deltas as `d * std + mean`, Detectron2 as `d / weight`. The recipes' stds
-               (0.1, 0.1, 0.2, 0.2), (0.05, 0.05, 0.1, 0.1), (0.033, 0.033, 0.067, 0.067) are not exactly the
-               inverse of Detectron2's weights (10, 10, 5, 5), (20, 20, 10, 10), (30, 30, 15, 15) (1/0.033 = 30.3),
-               so each stage's `fc_reg` rows are multiplied by `std * weight` (and `mean * weight` added to the
-               bias): the converted model decodes exactly the boxes MMDetection decodes.
+  box coder    MMDetection decodes deltas as `d * std + mean`, Detectron2 as `d / weight`. Our MMDetection-recipe
+               configs use weight = 1 / std, so the regression layers carry over as they are. For a config with
+               other weights, e.g. Detectron2's (10, 10, 5, 5), (20, 20, 10, 10), (30, 30, 15, 15) (not exactly the
+               inverse of the recipes' stds: 1/0.033 = 30.3), each stage's `fc_reg` rows are multiplied by
+               `std * weight` (and `mean * weight` added to the bias): the converted model decodes exactly the boxes
+               MMDetection decodes. Loading a checkpoint directly uses the model's own weights.
   classes      both put the background class last (MMDetection v2+, Detectron2's `FastRCNNOutputLayers`), and
                class-specific regression is ordered (class, 4) in both: no permutation. (MMDetection v1 put the
                background first; its checkpoints are not supported.)
@@ -136,11 +137,12 @@ def is_mmdet_state_dict(weights: Dict) -> bool:
 def mmdet_to_detectron2(
     weights: Dict[str, torch.Tensor],
     target_stds: Sequence[Sequence[float]] = MMDET_CASCADE_TARGET_STDS,
-    bbox_reg_weights: Sequence[Sequence[float]] = DETECTRON2_CASCADE_WEIGHTS,
+    bbox_reg_weights: Optional[Sequence[Sequence[float]]] = None,
     target_means: Optional[Sequence[Sequence[float]]] = None,
 ) -> Dict[str, torch.Tensor]:
     """Rename an MMDetection `CascadeRCNN` state dict to Detectron2's names and re-scale each stage's box
-    regression from MMDetection's (stds, means) to Detectron2's `bbox_reg_weights` (one 4-tuple per stage).
+    regression from MMDetection's (stds, means) to Detectron2's `bbox_reg_weights` (one 4-tuple per stage; default
+    1 / std, our MMDetection-recipe configs' weights, which leave the layers as they are).
 
     Raises KeyError for a parameter it does not know (another detector or head type), naming it, rather than
     dropping it silently; ValueError when the number of stages differs from the stds/weights given.
@@ -167,6 +169,8 @@ def mmdet_to_detectron2(
         out[name] = value
 
     num_stages = len(box_stages)
+    if bbox_reg_weights is None:
+        bbox_reg_weights = [tuple(1.0 / s for s in stds) for stds in target_stds]
     for what, per_stage in (("target_stds", target_stds), ("bbox_reg_weights", bbox_reg_weights)):
         if len(per_stage) != num_stages:
             raise ValueError(f"the checkpoint has {num_stages} cascade stages, but {len(per_stage)} {what} were given")
@@ -227,8 +231,9 @@ def main(argv=None) -> None:
         "--bbox-reg-weights",
         type=_four_floats,
         nargs="+",
-        default=DETECTRON2_CASCADE_WEIGHTS,
-        help="the Detectron2 config's box-coder weights per stage (default: Detectron2's)",
+        default=None,
+        help="the target config's box-coder weights per stage (default: 1/std, our MMDetection-recipe configs'; "
+        "Detectron2's own configs use 10,10,5,5 20,20,10,10 30,30,15,15)",
     )
     export = sub.add_parser("to-safetensors", help="a checkpoint's model weights, as they are, to .safetensors")
     for command in (mmdet, export):

@@ -1,9 +1,10 @@
 """MMDetection itself (mmdet 3.3.0, mmengine, mmcv-lite: the test extra `bash .ci/env.sh` installs), as the
 reference the converter is compared with.
 
-mmcv-lite is MMCV without its compiled extension; MMDetection's inference needs two of its kernels, `nms` and
-`roi_align_forward`, which this module provides as `mmcv._ext` from torchvision's implementations of the same
-operations (same algorithms: greedy NMS at offset 0, RoIAlign with `aligned` and adaptive sampling). Every other
+mmcv-lite is MMCV without its compiled extension; MMDetection needs three of its kernels, `nms`,
+`roi_align_forward` and (for training) `roi_align_backward`, which this module provides as `mmcv._ext` from
+torchvision's implementations of the same operations (same algorithms: greedy NMS at offset 0, RoIAlign with
+`aligned` and adaptive sampling). Every other
 line that runs is MMDetection's and MMCV's own Python: its config files, model classes, data preprocessor,
 anchor generator, box coder, RoI extractor, cascade test loop and post-processing.
 """
@@ -36,6 +37,29 @@ def _roi_align_forward(
     )
 
 
+def _roi_align_backward(
+    grad_output,
+    rois,
+    argmax_y,
+    argmax_x,
+    grad_input,
+    aligned_height,
+    aligned_width,
+    spatial_scale,
+    sampling_ratio,
+    pool_mode,
+    aligned,
+):
+    if pool_mode != 1:
+        raise NotImplementedError("only average RoIAlign is provided")
+    n, c, h, w = grad_input.shape
+    grad_input.copy_(
+        torch.ops.torchvision._roi_align_backward(
+            grad_output, rois, spatial_scale, aligned_height, aligned_width, n, c, h, w, sampling_ratio, aligned
+        )
+    )
+
+
 def _nms(boxes, scores, iou_threshold, offset):
     if offset != 0:
         raise NotImplementedError("only offset 0 (MMDetection v2+) is provided")
@@ -43,7 +67,7 @@ def _nms(boxes, scores, iou_threshold, offset):
 
 
 def _install_kernels() -> None:
-    kernels = {"roi_align_forward": _roi_align_forward, "nms": _nms}
+    kernels = {"roi_align_forward": _roi_align_forward, "roi_align_backward": _roi_align_backward, "nms": _nms}
 
     def missing(name):
         if name.startswith("__"):
@@ -60,19 +84,27 @@ def _install_kernels() -> None:
     sys.modules["mmcv._ext"] = ext
 
 
-def build_cascade_rcnn(config_name: str = "cascade_rcnn/cascade-rcnn_r50_fpn_1x_coco.py"):
-    """MMDetection's detector built from its own config file (shipped in the mmdet wheel), in eval mode, with
-    PyTorch's default initialisation (no pretrained backbone is loaded)."""
+def load_config(config_name: str = "cascade_rcnn/cascade-rcnn_r50_fpn_1x_coco.py"):
+    """MMDetection's own config file (shipped in the mmdet wheel), as an mmengine Config."""
     _install_kernels()
     import mmdet
-    from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     from mmengine.config import Config
 
     register_all_modules()
-    cfg = Config.fromfile(os.path.join(os.path.dirname(mmdet.__file__), ".mim", "configs", config_name))
+    return Config.fromfile(os.path.join(os.path.dirname(mmdet.__file__), ".mim", "configs", config_name))
+
+
+def build_cascade_rcnn(config_name: str = "cascade_rcnn/cascade-rcnn_r50_fpn_1x_coco.py", cfg=None):
+    """MMDetection's detector built from its own config file (or `cfg`, such a config changed), in eval mode,
+    initialised as MMDetection initialises it, without a pretrained backbone."""
+    from mmdet.registry import MODELS
+
+    cfg = cfg or load_config(config_name)
     cfg.model.backbone.init_cfg = None
-    return MODELS.build(cfg.model).eval()
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model.eval()
 
 
 def predict(model, image_bgr: torch.Tensor):

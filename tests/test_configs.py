@@ -216,10 +216,9 @@ def test_coco_1x_config_is_mmdetection_recipe():
     assert heads.stage_sampling == "resample" and list(heads.stage_loss_weights) == [1.0, 0.5, 0.25]
     assert heads.test_score_ensemble == "mean_logits" and heads.batch_size_per_image == 512
     assert [p.smooth_l1_beta for p in heads.box_predictors] == [1.0] * 3
+    stds = [(0.1, 0.1, 0.2, 0.2), (0.05, 0.05, 0.1, 0.1), (0.033, 0.033, 0.067, 0.067)]  # MMDetection's
     assert [tuple(p.box2box_transform.weights) for p in heads.box_predictors] == [
-        (10, 10, 5, 5),
-        (20, 20, 10, 10),
-        (30, 30, 15, 15),
+        tuple(1 / s for s in stage) for stage in stds
     ]
     assert cfg.model.input_format == "RGB" == cfg.dataloader.train.mapper.image_format
     assert list(cfg.model.pixel_std) == [58.395, 57.12, 57.375]

@@ -3,6 +3,7 @@ the speed options."""
 
 from .box_predictor import CASCADE_BOX_PREDICTOR_REGISTRY, CascadeOutputLayers, build_cascade_box_predictor
 from .cascade_roi_heads import CascadeRCNNROIHeads, check_cascade_stages, split_stage_detections
+from .norm import FrozenStatsBatchNorm2d
 from .roi_align import FastROIPooler
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "CascadeOutputLayers",
     "CascadeRCNNROIHeads",
     "FastROIPooler",
+    "FrozenStatsBatchNorm2d",
     "build_cascade_box_predictor",
     "check_cascade_stages",
     "split_stage_detections",

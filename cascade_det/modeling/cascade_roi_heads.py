@@ -440,12 +440,14 @@ class CascadeRCNNROIHeads(StandardROIHeads):
 
     def _proposals_from_boxes(self, boxes: List[torch.Tensor], image_sizes) -> List[Instances]:
         """The previous stage's boxes (per image (Ri, 4)) as this stage's input proposals, clipped to the image.
-        In training empty boxes are dropped; at test time they are kept so stages' scores stay aligned."""
+        Boxes that became empty are dropped in training with "relabel" sampling (Detectron2's cascade); "resample"
+        keeps them (as MMDetection's: they are sampled as background), and so does inference, so that the stages'
+        scores stay aligned."""
         proposals = []
         for boxes_per_image, image_size in zip(boxes, image_sizes):
             boxes_per_image = Boxes(boxes_per_image.detach())  # like RPN proposals: no gradient through boxes
             boxes_per_image.clip(image_size)
-            if self.training:
+            if self.training and self.stage_sampling == "relabel":
                 boxes_per_image = boxes_per_image[boxes_per_image.nonempty()]
             instances = Instances(image_size)
             instances.proposal_boxes = boxes_per_image

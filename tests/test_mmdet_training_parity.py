@@ -1,0 +1,200 @@
+"""Training equals MMDetection's, step for step: the R50-FPN Cascade (Mask) R-CNN built from MMDetection 3.3.0's own
+config file and ours built from configs/COCO/cascade_(mask_)rcnn_R_50_FPN_1x.py, with the same weights (MMDetection's,
+through our converter) and the same batch (2 images with ground truth, no augmentation), give the same losses, the
+same gradients for every parameter, and after one SGD step with the recipe's optimizer the same weights.
+
+How randomness is removed (the two frameworks draw their samples differently):
+  * RPN: both sample 256 anchors per image at 50% positive with `torch.randperm`, which the test replaces by
+    `torch.arange` in both: each takes the first positives and negatives in anchor order, and both order anchors
+    alike (level, y, x, anchor shape), so they pick the same anchors.
+  * RoI heads: the RPN keeps 64 proposals per image after NMS in both (the recipe keeps 2000), so with the ground
+    truth added every stage has fewer RoIs than the 512-RoI quota and fewer positives than its 25% share: every
+    RoI is kept, in both frameworks, at every stage, and the losses do not depend on the order they come in.
+  * Ground-truth boxes are well inside the images and apart from each other, so MMDetection's low-quality matching
+    (its best anchor per box, among the anchors inside the image, if IoU >= 0.3) and Detectron2's (its best anchor
+    per box) choose the same anchors.
+Tolerances: losses within 1e-4 relative; each parameter's gradient within 1e-4 of the gradient's norm
+(||g_ours - g_mmdet|| <= 1e-4 ||g_mmdet||); weights after the step within 1e-6.
+"""
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from cascade_det.checkpoint import SafeDetectionCheckpointer
+from cascade_det.convert import mmdet_to_detectron2
+from cascade_det.engine import RunConfig, load_config
+
+from detectron2.config import instantiate
+from detectron2.structures import Boxes, Instances, PolygonMasks
+from detectron2.utils.events import EventStorage
+
+from . import mmdet_reference
+from .conftest import ROOT
+
+PROPOSALS = 64
+PAIRS = {  # MMDetection's config -> ours
+    "box": ("cascade_rcnn/cascade-rcnn_r50_fpn_1x_coco.py", "configs/COCO/cascade_rcnn_R_50_FPN_1x.py"),
+    "mask": ("cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.py", "configs/COCO/cascade_mask_rcnn_R_50_FPN_1x.py"),
+}
+IMAGE = (128, 160)  # H, W: multiples of 32, so neither framework pads
+
+
+def batch():
+    """2 BGR images of coloured shapes, with 3 ground-truth boxes each (and their polygons as masks)."""
+    rng = np.random.default_rng(3)
+    h, w = IMAGE
+    images, targets = [], []
+    for i in range(2):
+        image = np.empty((h, w, 3), np.uint8)
+        image[:] = rng.integers(60, 200, 3)
+        boxes = [[12 + 4 * i, 14, 58, 60], [76, 20 + 3 * i, 140, 70], [30, 78, 100, 118]]
+        classes = [int(c) for c in rng.integers(0, 80, 3)]
+        for x0, y0, x1, y1 in boxes:
+            cv2.rectangle(image, (x0, y0), (x1, y1), tuple(int(c) for c in rng.integers(0, 255, 3)), -1)
+        images.append(image)
+        targets.append((np.array(boxes, np.float32), np.array(classes)))
+    return images, targets
+
+
+def polygons(boxes):
+    # A diamond inside each box: not the box itself, so that the mask targets are not trivial.
+    return [[[(x0 + x1) / 2, y0, x1, (y0 + y1) / 2, (x0 + x1) / 2, y1, x0, (y0 + y1) / 2]] for x0, y0, x1, y1 in boxes]
+
+
+def mmdet_inputs(model, images, targets, masks):
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.mask import PolygonMasks as MMPolygonMasks
+    from mmengine.structures import InstanceData
+
+    samples = []
+    for (boxes, classes), image in zip(targets, images):
+        h, w = image.shape[:2]
+        sample = DetDataSample(metainfo={"img_shape": (h, w), "ori_shape": (h, w), "scale_factor": (1.0, 1.0)})
+        gt = InstanceData(bboxes=torch.from_numpy(boxes), labels=torch.from_numpy(classes))
+        if masks:
+            gt.masks = MMPolygonMasks([[np.array(p, np.float64) for p in obj] for obj in polygons(boxes)], h, w)
+        sample.gt_instances = gt
+        samples.append(sample)
+    data = {"inputs": [torch.from_numpy(im).permute(2, 0, 1).contiguous() for im in images], "data_samples": samples}
+    return model.data_preprocessor(data, training=True)
+
+
+def our_inputs(images, targets, masks):
+    out = []
+    for image, (boxes, classes) in zip(images, targets):
+        h, w = image.shape[:2]
+        instances = Instances((h, w), gt_boxes=Boxes(torch.from_numpy(boxes)), gt_classes=torch.from_numpy(classes))
+        if masks:
+            instances.gt_masks = PolygonMasks(polygons(boxes))
+        rgb = torch.from_numpy(image[:, :, ::-1].copy()).permute(2, 0, 1)  # our recipe configs read RGB
+        out.append({"image": rgb, "instances": instances, "height": h, "width": w})
+    return out
+
+
+@pytest.fixture
+def first_k_sampling(monkeypatch):
+    """torch.randperm -> torch.arange, in both frameworks (see the module docstring)."""
+    monkeypatch.setattr(torch, "randperm", lambda n, *args, device=None, **kwargs: torch.arange(n, device=device))
+
+
+def build_pair(kind, tmp_path):
+    mmdet_config, our_config = PAIRS[kind]
+    cfg = mmdet_reference.load_config(mmdet_config)
+    cfg.model.train_cfg.rpn_proposal.update(nms_pre=200, max_per_img=PROPOSALS)
+    torch.manual_seed(0)
+    reference = mmdet_reference.build_cascade_rcnn(cfg=cfg).train()
+    path = str(tmp_path / f"{kind}.pth")
+    torch.save({"state_dict": reference.state_dict()}, path)
+    run = RunConfig.of(load_config(os.path.join(ROOT, our_config), [
+        "train.device=cpu", "model.proposal_generator.pre_nms_topk=[200,1000]",
+        f"model.proposal_generator.post_nms_topk=[{PROPOSALS},1000]",
+    ]))
+    ours = instantiate(run.cfg.model)
+    checkpointer = SafeDetectionCheckpointer(ours)
+    checkpointer.load(path)
+    assert not checkpointer.last_load_report["missing"] and not checkpointer.last_load_report["incorrect_shapes"]
+    return reference, ours.train(), run
+
+
+LOSS_NAMES = {"loss_rpn_cls": "loss_rpn_cls", "loss_rpn_loc": "loss_rpn_bbox"}
+for _t in range(3):
+    LOSS_NAMES.update({f"loss_cls_stage{_t}": f"s{_t}.loss_cls", f"loss_box_reg_stage{_t}": f"s{_t}.loss_bbox",
+                       f"loss_mask_stage{_t}": f"s{_t}.loss_mask"})
+
+
+def total(value):
+    return sum(value) if isinstance(value, (list, tuple)) else value
+
+
+@pytest.mark.parametrize("kind", sorted(PAIRS))
+def test_one_training_step_equals_mmdetections(kind, tmp_path, first_k_sampling):
+    reference, ours, run = build_pair(kind, tmp_path)
+    masks = kind == "mask"
+    images, targets = batch()
+
+    mm_losses = reference.loss(**mmdet_inputs(reference, images, targets, masks))
+    mm_losses = {k: total(v) for k, v in mm_losses.items() if "loss" in k}
+    with EventStorage():
+        our_losses = ours(our_inputs(images, targets, masks))
+    assert set(our_losses) == {k for k, v in LOSS_NAMES.items() if v in mm_losses}
+    for ours_name, value in our_losses.items():
+        expected = mm_losses[LOSS_NAMES[ours_name]]
+        assert float(expected) > 0, ours_name  # a real comparison: every loss term is at work
+        torch.testing.assert_close(value, expected, rtol=1e-4, atol=0, msg=ours_name)
+
+    sum(mm_losses.values()).backward()
+    sum(our_losses.values()).backward()
+    mm_grads = mmdet_to_detectron2({n: p.grad for n, p in reference.named_parameters() if p.grad is not None})
+    our_params = {n: p for n, p in ours.named_parameters() if p.requires_grad}
+    assert set(our_params) == set(mm_grads)  # the same trainable parameters (BN scale and shift included)
+    for name, p in our_params.items():
+        expected = mm_grads[name]
+        error = float((p.grad - expected).norm() / expected.norm().clamp(min=1e-12))
+        assert error <= 1e-4, (name, error)
+
+    # One step with the recipe's optimizer: SGD lr 0.02, momentum 0.9, weight decay 1e-4 on every parameter.
+    from mmengine.optim import build_optim_wrapper
+
+    mm_optimizer = build_optim_wrapper(reference, mmdet_reference.load_config(PAIRS[kind][0]).optim_wrapper)
+    our_optimizer = run.build_optimizer(ours)
+    mm_optimizer.step()
+    our_optimizer.step()
+    stepped = mmdet_to_detectron2({n: p.detach() for n, p in reference.named_parameters()})
+    for name, p in ours.named_parameters():
+        torch.testing.assert_close(p.detach(), stepped[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_learning_rate_schedule_equals_mmdetections():
+    """Warm-up (linear from 0.001 over 500 iterations) and steps (x0.1 after epochs 8 and 11 of 7,330 iterations):
+    MMDetection's param_scheduler of the recipe, as its runner builds it, against our lr multiplier."""
+    from mmengine.optim.scheduler import build_scheduler_from_cfg  # noqa: F401  (registers the schedulers)
+    from mmengine.registry import PARAM_SCHEDULERS
+
+    cfg = mmdet_reference.load_config(PAIRS["box"][0])
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.02)
+    epoch_length = 7330
+    schedulers = [
+        PARAM_SCHEDULERS.build(dict(s, optimizer=optimizer), default_args={"epoch_length": epoch_length})
+        if not s.get("by_epoch", True) else
+        PARAM_SCHEDULERS.get(s["type"]).build_iter_from_epoch(optimizer, **{k: v for k, v in s.items() if k not in (
+            "type", "by_epoch")}, epoch_length=epoch_length)
+        for s in cfg.param_scheduler
+    ]
+    theirs = []
+    for _ in range(12 * epoch_length):
+        theirs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        for s in schedulers:
+            s.step()
+    run = RunConfig.of(load_config(os.path.join(ROOT, PAIRS["box"][1]), ["train.device=cpu"]))
+    multiplier = instantiate(run.cfg.lr_multiplier)
+    ours = [0.02 * multiplier(i / run.max_iter) for i in range(run.max_iter)]
+    assert run.max_iter == len(theirs)
+    checkpoints = [0, 1, 250, 499, 500, 501, 8 * epoch_length - 1, 8 * epoch_length, 11 * epoch_length - 1,
+                   11 * epoch_length, 12 * epoch_length - 1]
+    for i in checkpoints:
+        assert ours[i] == pytest.approx(theirs[i], rel=1e-6), i
