@@ -43,6 +43,13 @@ def run_train_net(*args, timeout=600, num_threads=2):
     )
 
 
+def pytest_configure(config):
+    # pycocotools (mask rasterisation, used by Detectron2's polygon masks) on numpy 2: not ours, and harmless.
+    config.addinivalue_line(
+        "filterwarnings", "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+    )
+
+
 def pytest_report_header(config):
     """Which Detectron2 this run tests; with CASCADE_DET_D2=main (.ci/env.sh) it must be the main snapshot."""
     import detectron2

@@ -13,7 +13,8 @@ COCO_TRAIN_IMAGES = 117266
 
 def epoch_schedule(epochs, step_epochs, batch_size=16, warmup_iters=500, images_per_epoch=COCO_TRAIN_IMAGES):
     """Returns (max_iter, lr_multiplier): lr x0.1 after each of `step_epochs`, linear warm-up from 0.001 over
-    `warmup_iters` (MMDetection's defaults)."""
+    `warmup_iters` (MMDetection's defaults). As mmengine's LinearLR(begin=0, end=warmup_iters) does, the warm-up
+    reaches the full lr at iteration warmup_iters - 1."""
     iters_per_epoch = math.ceil(images_per_epoch / batch_size)
     max_iter = epochs * iters_per_epoch
     lr_multiplier = L(WarmupParamScheduler)(
@@ -21,7 +22,7 @@ def epoch_schedule(epochs, step_epochs, batch_size=16, warmup_iters=500, images_
             values=[0.1**k for k in range(len(step_epochs) + 1)],
             milestones=[e * iters_per_epoch for e in step_epochs] + [max_iter],
         ),
-        warmup_length=warmup_iters / max_iter,
+        warmup_length=(warmup_iters - 1) / max_iter,
         warmup_method="linear",
         warmup_factor=0.001,
     )
