@@ -9,6 +9,7 @@ line that runs is MMDetection's and MMCV's own Python: its config files, model c
 anchor generator, box coder, RoI extractor, cascade test loop and post-processing.
 """
 
+import importlib.machinery
 import os
 import sys
 import types
@@ -79,6 +80,7 @@ def _install_kernels() -> None:
         return kernel
 
     ext = types.ModuleType("mmcv._ext")
+    ext.__spec__ = importlib.machinery.ModuleSpec("mmcv._ext", None)  # mmengine looks it up (mmcv_full_available)
     ext.__dict__.update(kernels)
     ext.__getattr__ = missing  # mmcv.ops checks at import that its other kernels exist
     sys.modules["mmcv._ext"] = ext
