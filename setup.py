@@ -24,6 +24,10 @@ setup(
         "matplotlib",
         "faster-coco-eval>=1.8,<1.9",  # the COCO evaluation backend (C++; pycocotools gives the same numbers)
         "submitit>=1.5,<1.6",  # reads SLURM's environment (node list) for multi-node launches
+        "scipy",  # pairs exported detections with the eager model's (cascade_det.export)
     ],
-    extras_require={"dev": ["pytest", "pytest-timeout"]},
+    extras_require={
+        "dev": ["pytest", "pytest-timeout"],
+        "deploy": ["onnx>=1.16", "onnxruntime>=1.18"],  # python -m cascade_det.export --format onnx
+    },
 )

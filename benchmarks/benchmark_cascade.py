@@ -26,7 +26,6 @@ Output: a table with ratios ours/builtin (speed: higher is better), and --json P
 
 import argparse
 import copy
-import json
 import os
 import statistics
 import sys
@@ -35,7 +34,10 @@ import time
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from results_json import write_results  # noqa: E402
+
 import cascade_det  # noqa: E402,F401  (compat fixes first)
 from cascade_det.modeling.speed import optimize_for_speed  # noqa: E402
 
@@ -235,28 +237,32 @@ def train_fn(model, batch, args):
     return run
 
 
-def check_equal_outputs(models, batch, args):
-    """Every variant's detections on `batch` against the built-in's: the fraction of the built-in's detections
-    that the variant also makes (same class, IoU > 0.99, score within 1e-3), and the largest score difference
-    among those. Float rounding can reorder near-tied candidates in NMS, so a handful may differ."""
+def match_detections(reference, other):
+    """(matched, total, largest score difference among the matched): how many of `reference`'s detections
+    (Instances, CPU) `other` also makes: same class, IoU > 0.99, score within 1e-3."""
     from detectron2.structures import pairwise_iou
 
+    if not len(reference) or not len(other):
+        return 0, len(reference), 0.0
+    iou = pairwise_iou(reference.pred_boxes, other.pred_boxes)
+    iou[reference.pred_classes[:, None] != other.pred_classes[None, :]] = 0
+    best, idx = iou.max(1)
+    diff = (reference.scores - other.scores[idx]).abs()
+    ok = (best > 0.99) & (diff < 1e-3)
+    return int(ok.sum()), len(reference), float(diff[ok].max()) if ok.any() else 0.0
+
+
+def check_equal_outputs(models, batch, args):
+    """Every variant's detections on `batch` against the built-in's: the fraction of the built-in's detections
+    that the variant also makes (`match_detections`), and the largest score difference among those. Float
+    rounding can reorder near-tied candidates in NMS, so a handful may differ."""
     outputs = {name: infer_fn(m.eval(), batch, args)() for name, m in models.items()}
     report = {}
     for name, out in outputs.items():
         matched, total, score_diff = 0, 0, 0.0
         for a, b in zip(out, outputs["builtin"]):
-            a, b = a["instances"].to("cpu"), b["instances"].to("cpu")
-            total += len(b)
-            if not len(a) or not len(b):
-                continue
-            iou = pairwise_iou(b.pred_boxes, a.pred_boxes)
-            iou[b.pred_classes[:, None] != a.pred_classes[None, :]] = 0
-            best, idx = iou.max(1)
-            diff = (b.scores - a.scores[idx]).abs()
-            ok = (best > 0.99) & (diff < 1e-3)
-            matched += int(ok.sum())
-            score_diff = max(score_diff, float(diff[ok].max()) if ok.any() else 0.0)
+            m, t, d = match_detections(b["instances"].to("cpu"), a["instances"].to("cpu"))
+            matched, total, score_diff = matched + m, total + t, max(score_diff, d)
         report[name] = {"matched_fraction": matched / max(total, 1), "detections": total, "max_score_diff": score_diff}
     return report
 
@@ -449,13 +455,7 @@ def main(argv=None):
     results = benchmark(args)
     print_table(results)
     if args.json:
-        if os.path.exists(args.json):
-            base, ext = os.path.splitext(args.json)
-            args.json = f"{base}.{time.strftime('%Y%m%d-%H%M%S')}{ext}"
-            print(f"--json file exists; writing {args.json} instead (nothing is overwritten)")
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
-        print(f"wrote {args.json}")
+        write_results(results, args.json)
     return results
 
 

@@ -23,7 +23,10 @@ import time
 import numpy as np
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from results_json import write_results  # noqa: E402
+
 import cascade_det  # noqa: E402,F401  (compat fixes first)
 from cascade_det.evaluation import COCO_METRICS, FinalDetections, PerStageCOCOEvaluator  # noqa: E402
 
@@ -172,13 +175,7 @@ def main(argv=None):
         "metrics": COCO_METRICS,
     }
     if args.json:
-        path = args.json
-        if os.path.exists(path):
-            base_name, ext = os.path.splitext(path)
-            path = f"{base_name}.{time.strftime('%Y%m%d-%H%M%S')}{ext}"
-        with open(path, "w") as f:
-            json.dump(report, f, indent=1)
-        print(f"wrote {path}")
+        write_results(report, args.json)
     return report
 
 

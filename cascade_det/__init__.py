@@ -11,6 +11,15 @@ compat.apply()
 from . import data, modeling  # noqa: E402  (registration runs on import, after the compat fixes)
 from .config import add_cascade_config  # noqa: E402
 from .modeling import CascadeOutputLayers, CascadeRCNNROIHeads  # noqa: E402
+from .predictor import Predictor  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["CascadeOutputLayers", "CascadeRCNNROIHeads", "add_cascade_config", "compat", "data", "modeling"]
+__all__ = [
+    "CascadeOutputLayers",
+    "CascadeRCNNROIHeads",
+    "Predictor",
+    "add_cascade_config",
+    "compat",
+    "data",
+    "modeling",
+]

@@ -21,6 +21,8 @@ Detectron2 0.6 with Python 3.11, numpy 2, Pillow >= 10 and torch 2:
 | `coco_eval_fallback`       | `COCOeval_opt` needs the C++ extension: faster-coco-eval's COCOeval instead   |
 | `cpu_distributed`          | `create_ddp_model` passes a GPU id for CPU models (DDP refuses it)            |
 | `meshgrid_indexing`        | the anchor grid calls torch.meshgrid without `indexing` (a warning per run)   |
+| `export_without_caffe2`    | `detectron2.export` imports caffe2, gone from PyTorch: TracingAdapter and     |
+|                            | `detectron2.utils.analysis` fail to import                                    |
 """
 
 import importlib.util
@@ -229,6 +231,31 @@ def quiet_deprecated_imports() -> Optional[str]:
     return "pkg_resources and Detectron2's torch.jit.script modules imported without their deprecation warnings"
 
 
+def export_without_caffe2() -> Optional[str]:
+    """Detectron2 0.6's `detectron2.export` imports caffe2 (gone from PyTorch) in its __init__, so
+    `from detectron2.export import TracingAdapter` (and `detectron2.utils.analysis`, which needs it) fails. Main
+    imports caffe2 only if present; this gives 0.6 the same: the package with its tracing and scripting parts."""
+    if "from .api import *" not in _source("detectron2.export.__init__") or importlib.util.find_spec("caffe2"):
+        return None
+    if "detectron2.export" in sys.modules:
+        return None
+    import detectron2
+
+    package = types.ModuleType("detectron2.export")
+    package.__path__ = [os.path.join(os.path.dirname(detectron2.__file__), "export")]
+    package.__package__ = "detectron2.export"
+    sys.modules["detectron2.export"] = package
+    detectron2.export = package
+    from detectron2.export.flatten import TracingAdapter
+    from detectron2.export.torchscript import dump_torchscript_IR, scripting_with_instances
+
+    package.TracingAdapter = TracingAdapter
+    package.dump_torchscript_IR = dump_torchscript_IR
+    package.scripting_with_instances = scripting_with_instances
+    package.__all__ = ["TracingAdapter", "dump_torchscript_IR", "scripting_with_instances"]
+    return "detectron2.export without its caffe2 parts (TracingAdapter, scripting_with_instances)"
+
+
 # Order matters: the `_C` stand-in and the aliases must exist before the modules that need them are imported.
 FIXES = (
     missing_cpp_extension,
@@ -240,6 +267,7 @@ FIXES = (
     coco_eval_fallback,
     cpu_distributed,
     meshgrid_indexing,
+    export_without_caffe2,
 )
 
 

@@ -27,6 +27,54 @@ def repo_root():
     return ROOT
 
 
+QUICKSTART = "configs/Shapes/cascade_rcnn_R_18_FPN.py"
+
+
+@pytest.fixture(scope="session")
+def quickstart_weights(tmp_path_factory) -> str:
+    """A checkpoint of the quickstart model as built (seeded initial weights, untrained): at the configs' score
+    threshold such a model already gives ~100 detections per image, which is what the deploy tests compare."""
+    import cascade_det  # noqa: F401
+    from cascade_det.engine import load_config
+
+    from detectron2.config import instantiate
+
+    torch.manual_seed(0)
+    model = instantiate(load_config(os.path.join(ROOT, QUICKSTART), ["train.device=cpu"]).model)
+    path = str(tmp_path_factory.mktemp("weights") / "model_init.pth")
+    torch.save({"model": model.state_dict(), "iteration": 0}, path)
+    return path
+
+
+def small_cascade_mask_model():
+    """The quickstart model plus one mask head per stage, as configs/COCO/cascade_mask_rcnn_* add them, sized for
+    its 64-channel FPN."""
+    import cascade_det  # noqa: F401
+    from cascade_det.engine import load_config
+
+    from detectron2.config import LazyConfig, instantiate
+    from detectron2.layers import ShapeSpec
+
+    cfg = load_config(os.path.join(ROOT, QUICKSTART), ["train.device=cpu"])
+    masks = LazyConfig.load(os.path.join(ROOT, "configs/common/models/mask_head.py"))
+    masks.mask_head.update(input_shape=ShapeSpec(channels=64, height=14, width=14), conv_dims=[32, 32], num_classes=4)
+    cfg.model.roi_heads.update(
+        mask_in_features=masks.mask_in_features, mask_pooler=masks.mask_pooler, mask_head=[masks.mask_head] * 3
+    )
+    torch.manual_seed(0)
+    return instantiate(cfg.model).eval()
+
+
+@pytest.fixture(scope="session")
+def shapes_image() -> str:
+    """The path of one image (128 x 128) of the embedded validation set."""
+    import cascade_det  # noqa: F401
+
+    from detectron2.data import DatasetCatalog
+
+    return DatasetCatalog.get("cascade_shapes_val")[0]["file_name"]
+
+
 def run_train_net(*args, timeout=600, num_threads=2):
     """Run train_net.py as a user would; returns the CompletedProcess (stdout+stderr in .stdout)."""
     import subprocess

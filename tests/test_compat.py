@@ -125,3 +125,10 @@ def test_importing_cascade_det_and_detectron2_prints_no_warning():
     code = "import cascade_det, detectron2.model_zoo, detectron2.modeling, detectron2.engine, detectron2.data"
     out = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stderr == "", out.stderr
+
+
+def test_detectron2_export_and_analysis_import_without_caffe2():
+    from detectron2.export import TracingAdapter, scripting_with_instances
+    from detectron2.utils.analysis import FlopCountAnalysis
+
+    assert callable(TracingAdapter) and callable(scripting_with_instances) and callable(FlopCountAnalysis)

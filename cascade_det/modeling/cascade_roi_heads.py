@@ -72,15 +72,20 @@ def check_cascade_stages(
             raise ValueError(f"{weights_key}[{t}] = {tuple(weights)}: expected 4 positive weights")
 
 
-def split_stage_detections(instances: Instances) -> Tuple[Instances, List[Instances]]:
+def split_stage_detections(instances: Instances, num_stages: int = 0) -> Tuple[Instances, List[Instances]]:
     """Split one image's detections of a model whose cascade heads return stage detections
     (`return_stage_detections=True`: rows with a `stage` field) into (the model's own detections, [stage 0's own,
-    stage 1's own, ...]). Instances without that field are returned as they are, with no stages."""
+    stage 1's own, ...]), each without the `stage` field. `num_stages` (default: the highest stage present + 1) makes
+    a stage without detections an empty Instances rather than a missing one. Instances without that field are
+    returned as they are, with no stages."""
     if not instances.has("stage"):
         return instances, []
     stage = instances.stage
-    num_stages = int(stage.max()) + 1 if len(stage) else 0
-    return instances[stage < 0], [instances[stage == t] for t in range(num_stages)]
+    num_stages = max(num_stages, int(stage.max()) + 1 if len(stage) else 0)
+    parts = [instances[stage < 0]] + [instances[stage == t] for t in range(num_stages)]
+    for part in parts:  # indexing made copies: the caller's instances keep their field
+        part.remove("stage")
+    return parts[0], parts[1:]
 
 
 def _stage_iou(matcher: Matcher) -> float:

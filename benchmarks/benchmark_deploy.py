@@ -1,0 +1,205 @@
+#!/usr/bin/env python
+"""The exported model's speed: ONNX in onnxruntime and TorchScript vs our eager model and Detectron2's built-in
+cascade, side by side in one run, same weights, same images, single-image inference on the CPU.
+
+    python benchmarks/benchmark_deploy.py                 # 1333x800 and 320x320, Cascade R-CNN R50-FPN
+    python benchmarks/benchmark_deploy.py --smoke         # seconds: an R-18 at 64x64 and 96x64 (tests run this)
+
+The models are benchmark_cascade.py's (Detectron2's model-zoo Cascade R-CNN R50-FPN, its frozen BN statistics set
+from a synthetic image and confident class biases, so that the RPN and the heads pass realistic numbers of boxes);
+ours is exported once with `cascade_det.export` on an image of the first size and runs unchanged at the others.
+Every variant gets the same (3, H, W) tensor and returns detections in its pixels (no resizing, as the exported
+model's contract says); eager variants run `model.inference(..., do_postprocess=False)` under torch.no_grad.
+Variants, timed interleaved inside every repeat so that machine noise hits them alike (medians reported):
+  builtin              Detectron2's CascadeROIHeads, eager
+  ours                 CascadeRCNNROIHeads as shipped, eager
+  ours+fold+cl         eager with frozen BN folded and channels-last convolutions (cascade_det.modeling.speed)
+  torchscript          ours exported to model.ts, run by torch.jit
+  onnxruntime          ours exported to model.onnx, run by onnxruntime's CPU provider (threads = torch's)
+Each exported variant's detections are compared with ours (cascade_det.export.compare: boxes within 0.05 px,
+scores within 1e-3) and every variant's with the built-in's (same class, IoU > 0.99, score within 1e-3).
+Output: a table with ratios against ours and against the built-in, and --json PATH (never overwritten).
+"""
+
+import argparse
+import copy
+import os
+import statistics
+import sys
+import tempfile
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import benchmark_cascade as bench  # noqa: E402  (its models, synthetic images, timing and output checks)
+from results_json import write_results  # noqa: E402
+
+from cascade_det.export import ExportableDetector, compare, export, load_exported, plain_convolutions  # noqa: E402
+from cascade_det.modeling.speed import optimize_for_speed  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config-file", default="", help="yacs config (default: Detectron2's Misc cascade R50-FPN)")
+    p.add_argument("--sizes", nargs="+", default=["1333x800", "320x320"], help="WxH image sizes")
+    p.add_argument("--iters", type=int, default=3, help="timed iterations per repeat")
+    p.add_argument("--warmup", type=int, default=2, help="untimed iterations per variant before timing")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians are reported")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch and onnxruntime (0: torch's)")
+    p.add_argument("--smoke", action="store_true", help="R-18, 64x64 and 96x64 images, 1 repeat: seconds")
+    p.add_argument("--json", default="", help="write all measurements here")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.sizes, args.iters, args.warmup, args.repeats = ["64x64", "96x64"], 1, 1, 1
+    args.device, args.amp, args.compile = "cpu", False, False  # what benchmark_cascade's builders read
+    return args
+
+
+def onnxruntime_runner(path: str, threads: int):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+    def run(image: torch.Tensor):
+        return session.run(None, {"image": image.numpy()})
+
+    return run
+
+
+def build_variants(args):
+    """name -> a function of one image tensor (3, H, W); plus ours (the eager model the exports are checked
+    against) and the built-in model."""
+    _, models = bench.build_models(args)
+    builtin, ours = models["builtin"].eval(), models["ours"].eval()
+    folder = tempfile.mkdtemp(prefix="cascade_det_deploy_bench_")
+    w, h = (int(v) for v in args.sizes[0].split("x"))
+    sample = bench.synthetic_batch(w, h, 1, 1, "cpu", seed=1)[0]["image"]
+    exported_model = plain_convolutions_copy(ours)
+    bench.progress(f"exporting ours to TorchScript and ONNX on a {args.sizes[0]} image")
+    ts_path = export(exported_model, sample, "torchscript", folder)
+    onnx_path = export(exported_model, sample, "onnx", folder)
+
+    def eager(model):
+        def run(image):
+            with torch.no_grad():
+                return model.inference([{"image": image}], do_postprocess=False)
+
+        return run
+
+    variants = {
+        "builtin": eager(builtin),
+        "ours": eager(ours),
+        "ours+fold+cl": eager(optimize_for_speed(plain_convolutions_copy(ours))),
+        "torchscript": load_exported(ts_path),
+        "onnxruntime": onnxruntime_runner(onnx_path, torch.get_num_threads()),
+    }
+    sizes_mb = {"torchscript": os.path.getsize(ts_path) / 2**20, "onnxruntime": os.path.getsize(onnx_path) / 2**20}
+    return variants, ours, builtin, sizes_mb
+
+
+def plain_convolutions_copy(model):
+    model = copy.deepcopy(model)
+    plain_convolutions(model)
+    return model.eval()
+
+
+def same_as_builtin(run, builtin, image) -> float:
+    """The fraction of the built-in's detections on `image` that this variant also makes (same class, IoU > 0.99,
+    score within 1e-3: benchmark_cascade's criterion)."""
+    from detectron2.structures import Boxes, Instances
+
+    out = run(image)
+    if isinstance(out, list) and out and isinstance(out[0], Instances):
+        instances = out[0]
+    else:  # an exported model's (boxes, scores, classes)
+        instances = Instances(tuple(image.shape[1:]))
+        instances.pred_boxes = Boxes(torch.as_tensor(out[0]))
+        instances.scores = torch.as_tensor(out[1])
+        instances.pred_classes = torch.as_tensor(out[2])
+    with torch.no_grad():
+        (reference,) = builtin.inference([{"image": image}], do_postprocess=False)
+    matched, total, _ = bench.match_detections(reference, instances)
+    return matched / max(total, 1)
+
+
+def benchmark(args):
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    bench.progress(f"building the {'smoke ' if args.smoke else ''}models")
+    variants, ours, builtin, file_mb = build_variants(args)
+    results = {"device": "cpu", "torch": torch.__version__, "threads": torch.get_num_threads(), "sizes": {}}
+    results["file_mb"] = file_mb
+    try:
+        import onnxruntime
+
+        results["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    for size in args.sizes:
+        w, h = (int(v) for v in size.split("x"))
+        image = bench.synthetic_batch(w, h, 1, 1, "cpu", seed=w * h)[0]["image"]
+        checks = {}
+        for name, run in variants.items():
+            checks[name] = {"same_as_builtin": same_as_builtin(run, builtin, image)}
+            if name in ("torchscript", "onnxruntime"):
+                checks[name]["vs_ours"] = compare(ours, run, image)
+        with torch.no_grad():
+            checks["detections"] = len(ExportableDetector(ours)(image)[0])
+        bench.progress(f"{size}: {checks['detections']} detections; checks {checks}")
+        calls = {name: (lambda run=run, image=image: run(image)) for name, run in variants.items()}
+        times = {name: [] for name in variants}
+        for call in calls.values():
+            bench.timed(call, "cpu", args.warmup)
+        for repeat in range(args.repeats):
+            for name, call in calls.items():
+                times[name] += bench.timed(call, "cpu", args.iters)
+                median = statistics.median(times[name])
+                bench.progress(f"{size}: repeat {repeat + 1}/{args.repeats} {name}: {median:.3f} s")
+        results["sizes"][size] = {
+            "checks": checks,
+            "variants": {
+                name: {"median_s": statistics.median(t), "p90_s": bench.percentile(t, 0.9), "samples": len(t)}
+                for name, t in times.items()
+            },
+        }
+    return results
+
+
+def print_table(results):
+    print(
+        f"CPU, torch {results['torch']}, onnxruntime {results.get('onnxruntime', '-')}, {results['threads']} threads; "
+        "single image; medians; ratio = other's time / variant's time (>1: the variant is faster)"
+    )
+    header = "| size | variant | latency median / p90 (s) | vs ours eager | vs builtin | same detections |"
+    print(header)
+    print("|---" * (header.count("|") - 1) + "|")
+    for size, r in results["sizes"].items():
+        v = r["variants"]
+        for name, s in v.items():
+            check = r["checks"][name]
+            same = f"{100 * check['same_as_builtin']:.1f}% of builtin's"
+            if "vs_ours" in check:
+                d = check["vs_ours"]
+                same += f"; vs ours: boxes {d['boxes']:.1e} px, scores {d['scores']:.1e}"
+            print(
+                f"| {size} | {name} | {s['median_s']:.3f} / {s['p90_s']:.3f} | "
+                f"{v['ours']['median_s'] / s['median_s']:.2f}x | {v['builtin']['median_s'] / s['median_s']:.2f}x | "
+                f"{same} |"
+            )
+    print("exported files: " + ", ".join(f"{k} {mb:.0f} MB" for k, mb in results["file_mb"].items()))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    results = benchmark(args)
+    print_table(results)
+    if args.json:
+        write_results(results, args.json)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Draw the ground truth of a config's datasets (after the training augmentation, if asked), to check data before
+training on it. The trainer's dataset checks run first.
+
+    python -m cascade_det.browse --config-file CFG --output vis/ [--split train|test] [--train-augmentation]
+    python -m cascade_det.browse --register-coco mine ann.json images/ --config-file configs/Custom/... \
+        --output vis/ dataloader.train.dataset.names=mine
+
+One PNG per image (the image id as its name), with the dataset's class names; at most --limit images (0: all).
+Nothing existing is overwritten.
+"""
+
+import argparse
+import os
+import sys
+from typing import List, Sequence
+
+import cv2
+from tqdm import tqdm
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.utils.visualizer import Visualizer
+
+from .data import check_datasets
+from .data.register import register_from_args
+from .demo import refuse_existing, write_png
+from .engine.run_config import RunConfig
+from .engine.setup import load_config
+
+__all__ = ["main"]
+
+
+def _train_mapper(run: RunConfig):
+    """The training mapper of the config (augmentation included), as its loader applies it."""
+    if run.style == "lazy":
+        from detectron2.config import instantiate
+
+        return instantiate(run.cfg.dataloader.train.mapper)
+    from detectron2.data import DatasetMapper
+
+    return DatasetMapper(run.cfg, True)
+
+
+def main(argv: Sequence[str] = None) -> List[str]:
+    parser = argparse.ArgumentParser(
+        prog="python -m cascade_det.browse", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--split", choices=("train", "test"), default="train")
+    parser.add_argument("--train-augmentation", action="store_true", help="draw after the training augmentation")
+    parser.add_argument("--limit", type=int, default=0, help="draw at most this many images (0: all)")
+    parser.add_argument("--register-coco", nargs=3, action="append", default=[], metavar=("NAME", "JSON", "IMAGES"))
+    parser.add_argument("--register-voc", nargs=3, action="append", default=[], metavar=("NAME", "DIR", "SPLIT"))
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides (key=value, or KEY VALUE for yacs)")
+    args = parser.parse_args(argv)
+    register_from_args(args.register_coco, args.register_voc)
+    run = RunConfig.of(load_config(args.config_file, args.opts))
+    names = run.train_datasets if args.split == "train" else run.test_datasets
+    if not names:
+        parser.error(f"{run.dataset_key(args.split)} names no dataset")
+    check_datasets(names, split="training" if args.split == "train" else "test", key=run.dataset_key(args.split))
+    mapper = _train_mapper(run) if args.train_augmentation else None
+    written = []
+    os.makedirs(args.output, exist_ok=True)
+    for name in names:
+        metadata = MetadataCatalog.get(name)
+        dicts = DatasetCatalog.get(name)
+        dicts = dicts[: args.limit] if args.limit else dicts
+        for d in tqdm(dicts, desc=name, unit="image"):
+            target = os.path.join(args.output, f"{name}_{d.get('image_id', len(written))}.png")
+            refuse_existing(target)
+            if mapper is None:
+                image = cv2.imread(d["file_name"], cv2.IMREAD_COLOR)
+                if image is None:
+                    raise OSError(f"dataset {name}: cannot read the image {d['file_name']}")
+                image = image[:, :, ::-1]
+                drawn = Visualizer(image, metadata).draw_dataset_dict(d).get_image()
+            else:
+                mapped = mapper(dict(d))
+                image = mapped["image"].permute(1, 2, 0).numpy()
+                image = image[:, :, ::-1] if getattr(mapper, "image_format", "BGR") == "BGR" else image
+                instances = mapped["instances"]
+                labels = [metadata.thing_classes[c] for c in instances.gt_classes.tolist()]
+                drawn = (
+                    Visualizer(image, metadata).overlay_instances(boxes=instances.gt_boxes, labels=labels).get_image()
+                )
+            write_png(target, drawn[:, :, ::-1])
+            written.append(target)
+    print(f"drew {len(written)} images into {args.output}")
+    return written
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,172 @@
+"""Draw a trained model's detections on images, folders, globs or videos; with --per-stage, each cascade stage's own
+detections side by side with the model's (the paper's figure, for your images).
+
+    python -m cascade_det.demo --config-file CFG --input image.jpg --output vis/ train.init_checkpoint=model.pth
+    python -m cascade_det.demo --config-file CFG --input "photos/*.jpg" --output vis/ --per-stage --weights model.pth
+    python -m cascade_det.demo --config-file CFG --input clip.mp4 --output vis/ --confidence-threshold 0.5
+
+Images are written as PNG under the same names, a video as an .mp4 of the same name; nothing existing is
+overwritten (the command refuses and names the file). Drawings are Detectron2's Visualizer's, with the class names
+of the config's datasets.
+"""
+
+import argparse
+import glob
+import os
+import sys
+from typing import List, Sequence
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from detectron2.data import MetadataCatalog
+from detectron2.utils.visualizer import Visualizer
+
+from .predictor import Predictor
+from .weights import atomic_write
+
+__all__ = ["draw", "main", "refuse_existing", "resolve_inputs", "write_png"]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+
+
+def resolve_inputs(pattern: str) -> List[str]:
+    """The image or video files `pattern` names: a file, a folder (its images, sorted) or a glob."""
+    if os.path.isdir(pattern):
+        files = sorted(os.path.join(pattern, f) for f in os.listdir(pattern) if f.lower().endswith(IMAGE_EXTENSIONS))
+    elif os.path.isfile(pattern):
+        files = [pattern]
+    else:
+        files = sorted(f for f in glob.glob(os.path.expanduser(pattern)) if os.path.isfile(f))
+    if not files:
+        raise FileNotFoundError(f"--input {pattern}: no image or video found (a file, a folder of images, or a glob)")
+    return files
+
+
+def draw(predictor: Predictor, image_bgr: np.ndarray, per_stage: bool, metadata) -> np.ndarray:
+    """The detections drawn on the image (BGR); with `per_stage`, one panel per stage and one for the model's
+    detections, side by side, each titled."""
+    if not per_stage:
+        panels = [("", predictor(image_bgr))]
+    else:
+        own, stages = predictor(image_bgr, per_stage=True)
+        panels = [(f"stage {t}", s) for t, s in enumerate(stages)] + [("cascade (model output)", own)]
+    drawn = []
+    for title, instances in panels:
+        visualizer = Visualizer(image_bgr[:, :, ::-1], metadata, scale=1.0)
+        out = visualizer.draw_instance_predictions(instances).get_image()[:, :, ::-1].copy()
+        if title:
+            cv2.putText(out, title, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 3, cv2.LINE_AA)
+            cv2.putText(out, title, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        drawn.append(out)
+    return np.concatenate(drawn, axis=1)
+
+
+def refuse_existing(target: str) -> None:
+    if os.path.exists(target):
+        raise FileExistsError(f"{target} exists; not overwriting it (choose another --output)")
+
+
+def write_png(target: str, image_bgr: np.ndarray) -> None:
+    """Write the image as a PNG, whole or not at all (an interrupted run leaves no half-written file)."""
+    refuse_existing(target)
+    ok, encoded = cv2.imencode(".png", image_bgr)
+    if not ok:
+        raise OSError(f"cannot encode the drawing for {target} as PNG")
+    with atomic_write(target) as f:
+        f.write(encoded.tobytes())
+
+
+def _targets(files: Sequence[str], output: str) -> List[str]:
+    targets = []
+    for path in files:
+        stem, ext = os.path.splitext(os.path.basename(path))
+        targets.append(os.path.join(output, stem + (".mp4" if ext.lower() in VIDEO_EXTENSIONS else ".png")))
+    for target in targets:
+        refuse_existing(target)
+    if len(set(targets)) != len(targets):
+        raise ValueError("two inputs have the same name; draw them into different --output folders")
+    return targets
+
+
+def _video(predictor, path, target, per_stage, metadata) -> int:
+    """Draw every frame of the video at `path` into an .mp4 at `target`; it appears there only when complete."""
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        raise OSError(f"--input {path}: cannot open the video")
+    partial = os.path.join(os.path.dirname(target), "." + os.path.basename(target) + ".partial.mp4")
+    try:
+        frames = _draw_frames(capture, predictor, path, partial, per_stage, metadata)
+    except BaseException:
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise
+    finally:
+        capture.release()
+    if frames == 0:
+        raise OSError(f"--input {path}: the video has no readable frame")
+    refuse_existing(target)
+    os.replace(partial, target)
+    return frames
+
+
+def _draw_frames(capture, predictor, path, partial, per_stage, metadata) -> int:
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    writer, frames = None, 0
+    with tqdm(total=total, desc=os.path.basename(path), unit="frame") as bar:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            drawn = draw(predictor, frame, per_stage, metadata)
+            if writer is None:
+                writer = cv2.VideoWriter(partial, cv2.VideoWriter_fourcc(*"mp4v"), fps, drawn.shape[1::-1])
+                if not writer.isOpened():
+                    raise OSError(f"cannot write a video at {partial} (OpenCV has no mp4v encoder here?)")
+            writer.write(drawn)
+            frames += 1
+            bar.update(1)
+    if writer is not None:
+        writer.release()
+    return frames
+
+
+def main(argv: Sequence[str] = None) -> List[str]:
+    parser = argparse.ArgumentParser(
+        prog="python -m cascade_det.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--input", required=True, help="an image or video, a folder of images, or a glob")
+    parser.add_argument("--output", required=True, help="folder to draw into")
+    parser.add_argument("--weights", default=None, help="checkpoint (default: the config's train.init_checkpoint)")
+    parser.add_argument("--per-stage", action="store_true", help="draw each stage's own detections beside the model's")
+    parser.add_argument("--confidence-threshold", type=float, default=None, help="keep detections scoring this much")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides (key=value, or KEY VALUE for yacs)")
+    args = parser.parse_args(argv)
+    files = resolve_inputs(args.input)
+    targets = _targets(files, args.output)
+    predictor = Predictor(args.config_file, args.weights, score_thresh=args.confidence_threshold, overrides=args.opts)
+    if args.per_stage and not predictor.is_cascade:
+        parser.error("--per-stage needs a cascade model (CascadeRCNNROIHeads)")
+    names = predictor.run.test_datasets or predictor.run.train_datasets
+    metadata = MetadataCatalog.get(names[0]) if names else None
+    os.makedirs(args.output, exist_ok=True)
+    images = [(f, t) for f, t in zip(files, targets) if not f.lower().endswith(VIDEO_EXTENSIONS)]
+    for path, target in tqdm(images, desc="images", unit="image", disable=len(images) < 2):
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        if image is None:
+            raise OSError(f"--input: cannot read the image {path}")
+        write_png(target, draw(predictor, image, args.per_stage, metadata))
+    for path, target in zip(files, targets):
+        if path.lower().endswith(VIDEO_EXTENSIONS):
+            frames = _video(predictor, path, target, args.per_stage, metadata)
+            print(f"{path}: {frames} frames drawn into {target}")
+    print(f"wrote {len(targets)} file(s) into {args.output}")
+    return targets
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

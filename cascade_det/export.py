@@ -1,0 +1,203 @@
+"""Export a trained model to TorchScript or ONNX, for images of any size.
+
+    python -m cascade_det.export --config-file CFG --format torchscript --output DIR --sample-image IMG \
+        train.init_checkpoint=model_final.pth
+    python -m cascade_det.export --config-file CFG --format onnx --output DIR --sample-image IMG [overrides]
+
+The exported model (`model.ts` / `model.onnx`) takes ONE image: a float32 tensor (3, H, W) in the model's input
+format (BGR or RGB, 0..255), at any H x W; it normalises inside. Resizing stays outside, as in Detectron2 (resize to
+the config's test size first, and scale the boxes back). It returns, in this order: boxes (R, 4) XYXY in the given
+image's pixels, scores (R,), classes (R,) and, for a mask model, masks (R, 1, M, M) (probabilities in the box, as
+Detectron2's mask head predicts them). The command loads the file back, runs it on the sample image and prints the
+largest differences from the eager model (boxes within 0.05 px and scores within 1e-3, or it fails).
+
+How it exports what Detectron2 lists as "tracing only" for Cascade R-CNN: the model is traced with Detectron2's
+`patch_builtin_len` (sizes stay dynamic), our pooler defers to torchvision's RoIAlign while tracing (an exportable
+op), and the cascade's gradient scaling exists only in training.
+"""
+
+import argparse
+import contextlib
+import importlib.util
+import logging
+import os
+import sys
+import warnings
+from typing import List, Sequence, Tuple
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import nn
+
+from detectron2.data import detection_utils as utils
+from detectron2.export.torchscript_patch import patch_builtin_len
+
+from .weights import atomic_write
+
+__all__ = ["ExportableDetector", "compare", "export", "main", "plain_convolutions", "quiet_tracing"]
+
+logger = logging.getLogger(__name__)
+OUR_MODULES = ("cascade_det.modeling.cascade_roi_heads", "cascade_det.modeling.box_predictor")
+TOLERANCE = {"boxes": 0.05, "scores": 1e-3}
+
+
+@contextlib.contextmanager
+def quiet_tracing():
+    """Tracing and exporting without warnings the user cannot act on: torch's deprecation notices for `torch.jit`
+    (TorchScript still loads in C++ and in every torch 2 release), the tracer's warnings that Python values are
+    recorded as constants (Detectron2's code is full of them; each export is checked numerically instead, on the
+    sample and, in tests/test_export.py, at other sizes), the ONNX exporter's note on negative indices (ours
+    index with class ids, never negative), and its notices that the TorchScript-based exporter is legacy."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.\w+. is deprecated", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator of advanced indexing")
+        # The TorchScript-based ONNX exporter is chosen on purpose: torch.export cannot follow Detectron2's
+        # data-dependent Python control flow. torch says it is deprecated, and so is its logging helper.
+        warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
+        warnings.filterwarnings("ignore", message="The feature will be removed", module=r"torch\.onnx")
+        yield
+
+
+class ExportableDetector(nn.Module):
+    """A Detectron2 R-CNN as a function of one image tensor (3, H, W) to (boxes, scores, classes[, masks])."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model.eval()
+        self.masks = bool(getattr(model.roi_heads, "mask_on", False))
+
+    def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        with patch_builtin_len(OUR_MODULES):
+            (instances,) = self.model.inference([{"image": image}], do_postprocess=False)
+        out = (instances.pred_boxes.tensor, instances.scores, instances.pred_classes)
+        return out + (instances.pred_masks,) if self.masks else out
+
+
+def export(model: nn.Module, sample: torch.Tensor, fmt: str, folder: str) -> str:
+    """Write `model` (eval mode, on the CPU) traced on `sample` as `folder/model.ts` or `folder/model.onnx`."""
+    wrapper = ExportableDetector(model)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "model.ts" if fmt == "torchscript" else "model.onnx")
+    with torch.no_grad(), quiet_tracing(), atomic_write(path) as f:
+        if fmt == "torchscript":
+            torch.jit.save(torch.jit.trace(wrapper, (sample,), check_trace=False), f)
+        else:
+            names = ["boxes", "scores", "classes"] + (["masks"] if wrapper.masks else [])
+            torch.onnx.export(
+                wrapper,
+                (sample,),
+                f,
+                opset_version=16,
+                input_names=["image"],
+                output_names=names,
+                dynamic_axes={"image": {1: "height", 2: "width"}, **{n: {0: "detections"} for n in names}},
+                dynamo=False,
+            )
+    return path
+
+
+def load_exported(path: str):
+    """The exported file as a function of one image tensor, returning numpy arrays."""
+    if path.endswith(".ts"):
+        with quiet_tracing():
+            module = torch.jit.load(path)
+
+        def run(image: torch.Tensor):
+            with torch.no_grad():
+                return [t.numpy() for t in module(image)]
+
+        return run
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+    def run(image: torch.Tensor):
+        return session.run(None, {"image": image.numpy()})
+
+    return run
+
+
+def compare(model: nn.Module, exported, image: torch.Tensor) -> dict:
+    """Largest differences between the exported model's detections on `image` and the eager model's: boxes (px),
+    scores and masks, between detections paired one to one (same class, nearest box). Pairing rather than comparing
+    row by row: two detections whose scores tie to float precision may come out in either order. A different
+    number of detections, or one that has no partner of its class, makes the differences infinite."""
+    with torch.no_grad(), quiet_tracing():
+        expected = [t.numpy() for t in ExportableDetector(model)(image)]
+    got = exported(image)
+    diff = {"detections": len(expected[0])}
+    if len(got[0]) != len(expected[0]):
+        return {"detections": (len(expected[0]), len(got[0])), "boxes": float("inf"), "scores": float("inf")}
+    # cost: the largest coordinate difference of two boxes; pairs of different classes are ruled out
+    cost = np.abs(got[0][:, None, :] - expected[0][None, :, :]).max(axis=2)
+    cost[got[2][:, None] != expected[2][None, :]] = np.inf
+    rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e12))
+    if not np.isfinite(cost[rows, cols]).all():
+        return {"detections": diff["detections"], "boxes": float("inf"), "scores": float("inf")}
+    diff["boxes"] = float(cost[rows, cols].max(initial=0.0))
+    diff["scores"] = float(np.abs(got[1][rows] - expected[1][cols]).max(initial=0.0))
+    if len(got) > 3:
+        diff["masks"] = float(np.abs(got[3][rows] - expected[3][cols]).max(initial=0.0))
+    return diff
+
+
+def within_tolerance(diff: dict) -> bool:
+    return diff["boxes"] <= TOLERANCE["boxes"] and diff["scores"] <= TOLERANCE["scores"]
+
+
+def image_tensor(path: str, input_format: str) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(utils.read_image(path, format=input_format).transpose(2, 0, 1))).float()
+
+
+def main(argv: Sequence[str] = None) -> List[str]:
+    from .predictor import Predictor
+
+    parser = argparse.ArgumentParser(
+        prog="python -m cascade_det.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--format", required=True, choices=("torchscript", "onnx"))
+    parser.add_argument("--output", required=True, help="folder to write model.ts / model.onnx into")
+    parser.add_argument("--sample-image", required=True, help="an image to trace with and to check the export on")
+    parser.add_argument("--weights", default=None, help="checkpoint (default: the config's train.init_checkpoint)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides (key=value, or KEY VALUE for yacs)")
+    args = parser.parse_args(argv)
+    if args.format == "onnx" and not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")):
+        parser.error("--format onnx needs the onnx and onnxruntime packages: pip install 'cascade_det[deploy]'")
+    if not os.path.isfile(args.sample_image):
+        parser.error(f"--sample-image {args.sample_image} does not exist")
+    target = os.path.join(args.output, "model.ts" if args.format == "torchscript" else "model.onnx")
+    if os.path.exists(target):
+        parser.error(f"{target} exists; not overwriting it (choose another --output)")
+    # The exported graph should be the plain model: no folded-BN or channels-last variants of it.
+    overrides = list(args.opts)
+    predictor = Predictor(args.config_file, args.weights, device="cpu", overrides=overrides)
+    model = predictor.model
+    plain_convolutions(model)
+    sample = image_tensor(args.sample_image, predictor.input_format)
+    path = export(model, sample, args.format, args.output)
+    diff = compare(model, load_exported(path), sample)
+    print(
+        f"wrote {path}; on {args.sample_image} ({sample.shape[2]}x{sample.shape[1]}): {diff['detections']} "
+        f"detections, largest box difference {diff['boxes']:.2e} px, score difference {diff['scores']:.2e}"
+        + (f", mask difference {diff['masks']:.2e}" if "masks" in diff else "")
+    )
+    if not within_tolerance(diff):
+        sys.exit(f"the exported model differs from the eager one beyond {TOLERANCE}: {diff}")
+    return [path]
+
+
+def plain_convolutions(model: nn.Module) -> None:
+    """Turn our speed options off in place (FastConv2d keeps its parameters; only how it computes changes)."""
+    from .modeling.speed import FastConv2d
+
+    for module in model.modules():
+        if isinstance(module, FastConv2d):
+            module.fold_frozen_bn = False
+            module.channels_last_inference = False
+
+
+if __name__ == "__main__":
+    main()

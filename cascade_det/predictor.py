@@ -1,0 +1,142 @@
+"""`Predictor`: a trained model from its config and weights, one call from images to detections.
+
+    from cascade_det import Predictor
+    predictor = Predictor("configs/Shapes/cascade_rcnn_R_18_FPN.py",
+                          "output/shapes_cascade_rcnn_R_18_FPN/model_final.pth")
+    instances = predictor("image.jpg")                       # Detectron2 Instances, in the image's pixels
+    instances, stages = predictor(["a.jpg", "b.jpg"], per_stage=True)[0]   # batched; each stage's own detections
+    predictor.as_dict(instances)                             # boxes, scores, classes, class names (and masks) as numpy
+
+Works with a LazyConfig `.py` and a yacs `.yaml` alike. Images are paths, or arrays (H, W, 3) uint8 in BGR order
+(OpenCV's; say `image_format="RGB"` for RGB arrays), or lists of them; the config's test-time resize and the model's
+input format are applied as in evaluation; detections come back in each image's own pixels.
+"""
+
+import os
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from detectron2.data import MetadataCatalog
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+from detectron2.structures import Instances
+
+from .checkpoint import SafeDetectionCheckpointer
+from .engine.load_checks import check_load_report
+from .engine.run_config import RunConfig
+from .engine.setup import load_config
+from .modeling import CascadeRCNNROIHeads, split_stage_detections
+
+__all__ = ["Predictor", "test_time_preprocessing"]
+
+Image = Union[str, os.PathLike, np.ndarray]
+
+
+class Predictor:
+    """A model of `config` (a path to a `.py` / `.yaml`, or a loaded config) with `weights` (a checkpoint file; ""
+    for the config's own train.init_checkpoint / MODEL.WEIGHTS), on `device` (default: CUDA if available), keeping
+    detections scoring at least `score_thresh` (default: the config's)."""
+
+    def __init__(
+        self,
+        config,
+        weights: Optional[str] = None,
+        device: Optional[str] = None,
+        score_thresh: Optional[float] = None,
+        overrides: Sequence[str] = (),
+    ):
+        cfg = load_config(str(config), overrides) if isinstance(config, (str, os.PathLike)) else config
+        self.run = run = RunConfig.of(cfg)
+        run.set("device", device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = run.build_model().eval()
+        weights = weights if weights is not None else run.weights
+        if not weights:
+            raise ValueError(f"Predictor needs weights: give a checkpoint file (or set {run.key('weights')})")
+        checkpointer = SafeDetectionCheckpointer(self.model, allow_unsafe_pickle=run.allow_unsafe_pickle)
+        checkpointer.load(weights)
+        check_load_report(checkpointer.last_load_report, run, weights, eval_only=True)
+        heads = self.model.roi_heads
+        self.is_cascade = isinstance(heads, CascadeRCNNROIHeads)
+        self.num_stages = heads.num_cascade_stages if self.is_cascade else 1
+        if self.is_cascade:
+            heads.return_stage_detections = False  # a run with per-stage evaluation builds it on; asked per call here
+        if score_thresh is not None:
+            predictors = (
+                heads.box_predictor if isinstance(heads.box_predictor, torch.nn.ModuleList) else [heads.box_predictor]
+            )
+            for predictor in predictors:
+                predictor.test_score_thresh = float(score_thresh)
+        self.input_format, self.augmentations = test_time_preprocessing(run)
+        names = run.test_datasets or run.train_datasets
+        self.class_names = list(MetadataCatalog.get(names[0]).get("thing_classes", [])) if names else []
+
+    def __call__(self, images: Union[Image, List[Image]], per_stage: bool = False, image_format: str = "BGR"):
+        """Detections of one image (Instances) or of a list (a list of them, run as one batch). With `per_stage`
+        (cascade models): (the model's detections, [stage 0's own, stage 1's own, ...]) per image."""
+        single = not isinstance(images, (list, tuple))
+        inputs = [self._input(image, image_format) for image in ([images] if single else images)]
+        if per_stage and not self.is_cascade:
+            raise ValueError("per_stage=True needs a cascade model (CascadeRCNNROIHeads)")
+        heads = self.model.roi_heads
+        if self.is_cascade:
+            heads.return_stage_detections = per_stage
+        try:
+            with torch.no_grad():
+                outputs = self.model(inputs)
+        finally:
+            if self.is_cascade:
+                heads.return_stage_detections = False
+        results = []
+        for out in outputs:
+            own, stages = split_stage_detections(out["instances"].to("cpu"), self.num_stages)
+            results.append((own, stages) if per_stage else own)
+        return results[0] if single else results
+
+    def as_dict(self, instances: Instances) -> Dict[str, np.ndarray]:
+        """Plain arrays: boxes (R, 4) XYXY in pixels, scores (R,), classes (R,), class_names (R,), and masks
+        (R, H, W) bool for a mask model."""
+        classes = instances.pred_classes.numpy()
+        out = {
+            "boxes": instances.pred_boxes.tensor.numpy(),
+            "scores": instances.scores.numpy(),
+            "classes": classes,
+            "class_names": np.array([self.class_names[c] if c < len(self.class_names) else str(c) for c in classes]),
+        }
+        if instances.has("pred_masks"):
+            out["masks"] = instances.pred_masks.numpy().astype(bool)
+        return out
+
+    def _input(self, image: Image, image_format: str) -> Dict:
+        if isinstance(image, (str, os.PathLike)):
+            if not os.path.isfile(image):
+                raise FileNotFoundError(f"Predictor: image {image} does not exist")
+            array = utils.read_image(str(image), format=self.input_format)
+        else:
+            array = np.asarray(image)
+            if array.ndim != 3 or array.shape[2] != 3:
+                raise ValueError(f"Predictor: expected an image array (H, W, 3), got shape {array.shape}")
+            if image_format.upper() not in ("BGR", "RGB"):
+                raise ValueError(f"image_format={image_format!r}: expected 'BGR' or 'RGB'")
+            if image_format.upper() != self.input_format:
+                array = array[:, :, ::-1]
+        height, width = array.shape[:2]
+        aug_input = T.AugInput(np.ascontiguousarray(array))
+        T.AugmentationList(self.augmentations)(aug_input)
+        tensor = torch.as_tensor(np.ascontiguousarray(aug_input.image.transpose(2, 0, 1)))
+        return {"image": tensor, "height": height, "width": width}
+
+
+def test_time_preprocessing(run: RunConfig) -> Tuple[str, List[T.Augmentation]]:
+    """(input format, test-time augmentations) as the config's evaluation applies them."""
+    if run.style == "lazy":
+        from detectron2.config import instantiate
+
+        cfg = run.cfg
+        mapper = cfg.dataloader.test.mapper if "dataloader" in cfg and "test" in cfg.dataloader else None
+        augmentations = [instantiate(a) for a in mapper.augmentations] if mapper is not None else []
+        return str(cfg.model.get("input_format", "BGR")), augmentations
+    cfg = run.cfg
+    augmentations = [T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST)]
+    return cfg.INPUT.FORMAT, augmentations
