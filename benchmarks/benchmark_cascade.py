@@ -24,7 +24,6 @@ Outputs are compared with the built-in's every run (same detections: class, IoU 
 Output: a table with ratios ours/builtin (speed: higher is better), and --json PATH.
 """
 
-import argparse
 import copy
 import os
 import statistics
@@ -36,7 +35,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from results_json import write_results  # noqa: E402
+from bench_common import benchmark_main, timing_parser  # noqa: E402
 
 import cascade_det  # noqa: E402,F401  (compat fixes first)
 from cascade_det.modeling.speed import optimize_for_speed  # noqa: E402
@@ -54,20 +53,13 @@ def progress(message: str) -> None:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config-file", default="", help="yacs config (default: Detectron2's Misc cascade R50-FPN)")
+    p = timing_parser(__doc__, warmup=1)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--sizes", nargs="+", default=["1333x800", "320x320"], help="WxH image sizes")
     p.add_argument("--batch", type=int, default=2, help="batch N for the batched inference and training rows")
-    p.add_argument("--iters", type=int, default=3, help="timed iterations per repeat")
-    p.add_argument("--warmup", type=int, default=1, help="untimed iterations per variant before timing")
-    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians are reported")
     p.add_argument("--amp", action="store_true", help="autocast on both models (bf16 on CPU, fp16 on CUDA)")
     p.add_argument("--compile", action="store_true", help="add the ours+compile variant")
     p.add_argument("--no-train", action="store_true", help="inference only")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--smoke", action="store_true", help="64x64 and 96x64 images, 1 repeat, 1 iteration: seconds")
-    p.add_argument("--json", default="", help="write all measurements here")
     args = p.parse_args(argv)
     if args.smoke:
         args.sizes, args.iters, args.warmup, args.repeats, args.batch = ["64x64", "96x64"], 1, 0, 1, 2
@@ -451,12 +443,7 @@ def print_table(results):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    results = benchmark(args)
-    print_table(results)
-    if args.json:
-        write_results(results, args.json)
-    return results
+    return benchmark_main(parse_args, benchmark, print_table, argv)
 
 
 if __name__ == "__main__":

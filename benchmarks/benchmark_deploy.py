@@ -21,7 +21,6 @@ scores within 1e-3) and every variant's with the built-in's (same class, IoU > 0
 Output: a table with ratios against ours and against the built-in, and --json PATH (never overwritten).
 """
 
-import argparse
 import copy
 import os
 import statistics
@@ -33,22 +32,15 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import benchmark_cascade as bench  # noqa: E402  (its models, synthetic images, timing and output checks)
-from results_json import write_results  # noqa: E402
+from bench_common import benchmark_main, timing_parser  # noqa: E402
 
 from cascade_det.export import ExportableDetector, compare, export, load_exported, plain_convolutions  # noqa: E402
 from cascade_det.modeling.speed import optimize_for_speed  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config-file", default="", help="yacs config (default: Detectron2's Misc cascade R50-FPN)")
-    p.add_argument("--sizes", nargs="+", default=["1333x800", "320x320"], help="WxH image sizes")
-    p.add_argument("--iters", type=int, default=3, help="timed iterations per repeat")
-    p.add_argument("--warmup", type=int, default=2, help="untimed iterations per variant before timing")
-    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians are reported")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch and onnxruntime (0: torch's)")
+    p = timing_parser(__doc__, warmup=2)  # --threads: torch's and onnxruntime's
     p.add_argument("--smoke", action="store_true", help="R-18, 64x64 and 96x64 images, 1 repeat: seconds")
-    p.add_argument("--json", default="", help="write all measurements here")
     args = p.parse_args(argv)
     if args.smoke:
         args.sizes, args.iters, args.warmup, args.repeats = ["64x64", "96x64"], 1, 1, 1
@@ -193,12 +185,7 @@ def print_table(results):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    results = benchmark(args)
-    print_table(results)
-    if args.json:
-        write_results(results, args.json)
-    return results
+    return benchmark_main(parse_args, benchmark, print_table, argv)
 
 
 if __name__ == "__main__":

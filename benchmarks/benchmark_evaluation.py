@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from results_json import write_results  # noqa: E402
+from bench_common import write_results  # noqa: E402
 
 import cascade_det  # noqa: E402,F401  (compat fixes first)
 from cascade_det.evaluation import COCO_METRICS, FinalDetections, PerStageCOCOEvaluator  # noqa: E402

@@ -28,6 +28,15 @@ def repo_root():
 
 
 QUICKSTART = "configs/Shapes/cascade_rcnn_R_18_FPN.py"
+# train_net.py arguments for a 2-iteration quickstart run at batch 2 without evaluation during training
+TWO_ITERATIONS = [
+    "--config-file",
+    QUICKSTART,
+    "train.max_iter=2",
+    "train.eval_period=0",
+    "dataloader.train.total_batch_size=2",
+    "dataloader.train.num_workers=0",
+]
 
 
 @pytest.fixture(scope="session")

@@ -18,45 +18,24 @@ import torch
 import torchvision
 
 
-def _roi_align_forward(
-    input,
-    rois,
-    output,
-    argmax_y,
-    argmax_x,
-    aligned_height,
-    aligned_width,
-    spatial_scale,
-    sampling_ratio,
-    pool_mode,
-    aligned,
-):
+def _roi_align_geometry(aligned_height, aligned_width, spatial_scale, sampling_ratio, pool_mode, aligned):
+    """The keyword arguments mmcv passes both RoIAlign kernels, as torchvision takes them."""
     if pool_mode != 1:  # mmcv: 0 = max, 1 = avg
         raise NotImplementedError("only average RoIAlign is provided")
-    output.copy_(
-        torchvision.ops.roi_align(input, rois, (aligned_height, aligned_width), spatial_scale, sampling_ratio, aligned)
-    )
+    return aligned_height, aligned_width, spatial_scale, sampling_ratio, aligned
 
 
-def _roi_align_backward(
-    grad_output,
-    rois,
-    argmax_y,
-    argmax_x,
-    grad_input,
-    aligned_height,
-    aligned_width,
-    spatial_scale,
-    sampling_ratio,
-    pool_mode,
-    aligned,
-):
-    if pool_mode != 1:
-        raise NotImplementedError("only average RoIAlign is provided")
+def _roi_align_forward(input, rois, output, _argmax_y, _argmax_x, **geometry):
+    height, width, scale, sampling, aligned = _roi_align_geometry(**geometry)
+    output.copy_(torchvision.ops.roi_align(input, rois, (height, width), scale, sampling, aligned))
+
+
+def _roi_align_backward(grad_output, rois, _argmax_y, _argmax_x, grad_input, **geometry):
+    height, width, scale, sampling, aligned = _roi_align_geometry(**geometry)
     n, c, h, w = grad_input.shape
     grad_input.copy_(
         torch.ops.torchvision._roi_align_backward(
-            grad_output, rois, spatial_scale, aligned_height, aligned_width, n, c, h, w, sampling_ratio, aligned
+            grad_output, rois, scale, height, width, n, c, h, w, sampling, aligned
         )
     )
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from ..conftest import ROOT
+from .conftest import run_benchmark
 
 SCRIPT = os.path.join(ROOT, "benchmarks", "benchmark_cascade.py")
 
@@ -17,11 +18,7 @@ def test_help_describes_the_variants():
 
 def test_smoke_run_prints_the_table_and_writes_json(tmp_path):
     path = tmp_path / "bench.json"
-    env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONWARNINGS="ignore")
-    out = subprocess.run(
-        [sys.executable, SCRIPT, "--smoke", "--json", str(path)], capture_output=True, text=True, timeout=600, env=env
-    )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    out = run_benchmark("benchmark_cascade.py", "--smoke", "--json", str(path))
     assert "| 64x64 | ours | " in out.stdout and "ratio" in out.stdout
     results = json.loads(path.read_text())
     for size in ("64x64", "96x64"):
@@ -36,11 +33,5 @@ def test_smoke_run_prints_the_table_and_writes_json(tmp_path):
         assert outputs["ours"]["detections"] > 0 and outputs["ours"]["matched_fraction"] > 0.9
         assert results["sizes"][size]["profile_builtin"]["total"] > 0
     # An existing JSON file is never overwritten.
-    subprocess.run(
-        [sys.executable, SCRIPT, "--smoke", "--no-train", "--json", str(path)],
-        capture_output=True,
-        timeout=600,
-        env=env,
-        check=True,
-    )
+    run_benchmark("benchmark_cascade.py", "--smoke", "--no-train", "--json", str(path))
     assert len(list(tmp_path.glob("bench*.json"))) == 2

@@ -1,22 +1,13 @@
 """The deploy benchmark runs end to end (smoke mode) and reports every variant, its ratios and its checks."""
 
 import json
-import os
-import subprocess
-import sys
 
-from ..conftest import ROOT
-
-SCRIPT = os.path.join(ROOT, "benchmarks", "benchmark_deploy.py")
+from .conftest import run_benchmark
 
 
 def test_smoke_run_times_every_variant_and_checks_the_exports_against_the_eager_model(tmp_path):
     path = tmp_path / "deploy.json"
-    env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONWARNINGS="ignore")
-    out = subprocess.run(
-        [sys.executable, SCRIPT, "--smoke", "--json", str(path)], capture_output=True, text=True, timeout=600, env=env
-    )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    out = run_benchmark("benchmark_deploy.py", "--smoke", "--json", str(path))
     assert "| 64x64 | onnxruntime | " in out.stdout and "vs ours eager" in out.stdout
     results = json.loads(path.read_text())
     for size in ("64x64", "96x64"):  # exported at 64x64, run unchanged at 96x64

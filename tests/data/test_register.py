@@ -15,19 +15,11 @@ from cascade_det.engine import ConfigValueError
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from ..conftest import run_train_net
+from ..conftest import TWO_ITERATIONS, run_train_net
 from ..reliability.conftest import run_main
 from ..reliability.test_data import write_coco
 
-QUICK = [
-    "--config-file",
-    "configs/Shapes/cascade_rcnn_R_18_FPN.py",
-    "train.max_iter=2",
-    "train.eval_period=0",
-    "dataloader.train.total_batch_size=2",
-    "dataloader.train.num_workers=0",
-    "dataloader.test.num_workers=0",
-]
+QUICK = [*TWO_ITERATIONS, "dataloader.test.num_workers=0"]
 
 
 @pytest.fixture(scope="module")

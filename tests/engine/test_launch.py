@@ -6,17 +6,9 @@ import socket
 import subprocess
 import sys
 
-from ..conftest import ROOT
+from ..conftest import ROOT, TWO_ITERATIONS
 
-RUN = [
-    "--config-file",
-    "configs/Shapes/cascade_rcnn_R_18_FPN.py",
-    "train.max_iter=2",
-    "train.eval_period=0",
-    "dataloader.train.total_batch_size=2",
-    "dataloader.train.num_workers=0",
-    "dataloader.test.dataset.names=[]",
-]
+RUN = [*TWO_ITERATIONS, "dataloader.test.dataset.names=[]"]
 TRAIN_NET = os.path.join(ROOT, "train_net.py")
 
 

@@ -1,0 +1,47 @@
+"""What the speed benchmarks share: their common options, and their `main` (measure, print the table, write
+`--json PATH`, never over an earlier file)."""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from cascade_det.weights import atomic_write  # noqa: E402
+
+
+def write_results(report: dict, path: str) -> str:
+    """Write `report` as JSON at `path`, or, if that file exists, beside it with the time in its name; whole or not
+    at all. Returns the path written."""
+    if os.path.exists(path):
+        base, ext = os.path.splitext(path)
+        path = f"{base}.{time.strftime('%Y%m%d-%H%M%S')}{ext}"
+        print(f"--json file exists; writing {path} instead (nothing is overwritten)")
+    with atomic_write(path) as f:
+        f.write(json.dumps(report, indent=1).encode())
+    print(f"wrote {path}")
+    return path
+
+
+def benchmark_main(parse_args, benchmark, print_table, argv=None) -> dict:
+    """parse_args(argv) -> benchmark(args) -> print_table(results), and the results written to --json if given."""
+    args = parse_args(argv)
+    results = benchmark(args)
+    print_table(results)
+    if args.json:
+        write_results(results, args.json)
+    return results
+
+
+def timing_parser(description: str, warmup: int) -> argparse.ArgumentParser:
+    """The options every speed benchmark takes: the model, the image sizes, how it is timed, --json."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config-file", default="", help="yacs config (default: Detectron2's Misc cascade R50-FPN)")
+    p.add_argument("--sizes", nargs="+", default=["1333x800", "320x320"], help="WxH image sizes")
+    p.add_argument("--iters", type=int, default=3, help="timed iterations per repeat")
+    p.add_argument("--warmup", type=int, default=warmup, help="untimed iterations per variant before timing")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians are reported")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--json", default="", help="write all measurements here (never over an existing file)")
+    return p
