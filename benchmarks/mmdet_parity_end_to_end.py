@@ -24,6 +24,9 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_common import write_results  # noqa: E402
+
 OURS = os.path.join(ROOT, "benchmarks", "mmdet_parity", "cascade_rcnn_R_18_FPN_shapes.py")
 METRICS = ("AP", "AP50", "AP75")
 STAGES = ("stage0", "stage1", "stage2", "ensemble")
@@ -163,6 +166,12 @@ def mmdet_worker(args):
         json.dump({k: float(v) for k, v in metrics.items()}, f, indent=1)
 
 
+def train_mmdet(py, me, work, seed, init, args):
+    """MMDetection trains one seed in its own process (mmdet_worker), logging beside the results."""
+    command = [py, me, "--mmdet-worker", "--work-dir", work, "--seed", str(seed), "--init", init]
+    run(command + ["--iters", str(args.iters)], os.path.join(args.output, f"mmdet_seed{seed}.log"))
+
+
 def run(cmd, log):
     with open(log, "w") as f:
         proc = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
@@ -191,6 +200,12 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--output", default=os.path.join(ROOT, "output", "mmdet_parity"))
     parser.add_argument("--json", default="", help="write the results here too (never overwritten)")
+    parser.add_argument(
+        "--mmdet-runs",
+        default="",
+        help="an earlier --output: take MMDetection's initial weights and trained models from there instead of "
+        "training them again (same --iters and seeds; for changes on our side only)",
+    )
     parser.add_argument("--mmdet-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--init-only", default="", help=argparse.SUPPRESS)
     parser.add_argument("--work-dir", default="", help=argparse.SUPPRESS)
@@ -204,32 +219,24 @@ def main(argv=None):
     os.makedirs(args.output)
     py = sys.executable
     me = os.path.abspath(__file__)
-    init = os.path.join(args.output, "init_mmdet.pth")
-    progress("MMDetection's initial weights")
-    run(
-        [py, me, "--mmdet-worker", "--init-only", init, "--work-dir", args.output, "--iters", str(args.iters)],
-        os.path.join(args.output, "init.log"),
-    )
+    mmdet_runs = args.mmdet_runs or args.output
+    init = os.path.join(mmdet_runs, "init_mmdet.pth")
+    if args.mmdet_runs:
+        progress(f"MMDetection's initial weights and trained models: from {mmdet_runs}")
+    else:
+        progress("MMDetection's initial weights")
+        run(
+            [py, me, "--mmdet-worker", "--init-only", init, "--work-dir", args.output, "--iters", str(args.iters)],
+            os.path.join(args.output, "init.log"),
+        )
     results = {"mmdet": [], "ours": []}
     for seed in args.seeds:
-        work = os.path.join(args.output, f"mmdet_seed{seed}")
-        progress(f"seed {seed}: MMDetection trains")
-        run(
-            [
-                py,
-                me,
-                "--mmdet-worker",
-                "--work-dir",
-                work,
-                "--seed",
-                str(seed),
-                "--init",
-                init,
-                "--iters",
-                str(args.iters),
-            ],
-            os.path.join(args.output, f"mmdet_seed{seed}.log"),
-        )
+        work = os.path.join(mmdet_runs, f"mmdet_seed{seed}")
+        if not args.mmdet_runs:
+            progress(f"seed {seed}: MMDetection trains")
+            train_mmdet(py, me, work, seed, init, args)
+        elif not os.path.isfile(os.path.join(work, f"iter_{args.iters}.pth")):
+            raise SystemExit(f"--mmdet-runs: {work} holds no model of {args.iters} iterations (iter_{args.iters}.pth)")
         with open(os.path.join(work, "mmdet_metrics.json")) as f:
             own = json.load(f)
         progress(f"seed {seed}: its model evaluated per stage through ours")
@@ -290,10 +297,7 @@ def main(argv=None):
         f"{statistics.mean(r['AP'] for r in results['mmdet']):.1f})"
     )
     if args.json:
-        path = args.json if not os.path.exists(args.json) else args.json.replace(".json", f".{int(time.time())}.json")
-        with open(path, "w") as f:
-            json.dump(report, f, indent=1)
-        print(f"wrote {path}")
+        write_results(report, args.json)
     return report
 
 

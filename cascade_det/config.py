@@ -22,6 +22,7 @@ __all__ = [
     "cascade_head_default",
     "lazy_cascade_stages",
     "lazy_train_defaults",
+    "option_default",
     "yacs_option",
 ]
 
@@ -75,6 +76,13 @@ OPTIONS = [
         None,
         False,
         "inference also returns each stage's own detections (rows with field stage = t; the model's own: -1)",
+    ),
+    # RPN (InsideAnchorsRPN: MMDetection's anchor assignment; LazyConfig: MaxIoUMatcher's argument of the same name).
+    Option(
+        "MODEL.RPN.LOW_QUALITY_MIN_IOU",
+        None,
+        0.0,
+        "InsideAnchorsRPN: the IoU a box's best anchor needs to become positive anyway (MMDetection's min_pos_iou)",
     ),
     # Run settings (read by the trainer through cascade_det.engine.RunConfig).
     Option("TEST.PER_STAGE_EVAL", "train.per_stage_eval", False, "also evaluate each stage's own detections"),
@@ -132,7 +140,12 @@ _BY_YACS = {o.yacs: o for o in OPTIONS}
 
 def cascade_head_default(name: str) -> Any:
     """Default of the cascade-head option `name` (e.g. "STAGE_SAMPLING"); the heads' keyword defaults use it."""
-    return _BY_YACS[f"{CASCADE_HEAD}.{name}"].default
+    return option_default(f"{CASCADE_HEAD}.{name}")
+
+
+def option_default(yacs_key: str) -> Any:
+    """Default of the option whose yacs key is `yacs_key`; the constructors' keyword defaults use it."""
+    return _BY_YACS[yacs_key].default
 
 
 def yacs_option(cfg: CN, key: str) -> Any:

@@ -65,6 +65,14 @@ def _install_kernels() -> None:
     sys.modules["mmcv._ext"] = ext
 
 
+def max_iou_assigner(**kwargs):
+    """MMDetection's own `MaxIoUAssigner` (its box assigner for anchors and RoIs) with these arguments."""
+    _install_kernels()
+    from mmdet.models.task_modules.assigners import MaxIoUAssigner
+
+    return MaxIoUAssigner(**kwargs)
+
+
 def load_config(config_name: str = "cascade_rcnn/cascade-rcnn_r50_fpn_1x_coco.py"):
     """MMDetection's own config file (shipped in the mmdet wheel), as an mmengine Config."""
     _install_kernels()

@@ -1,10 +1,11 @@
-"""Models: the cascade ROI heads, the box predictors they are built from (registered on import), the RoI pooler and
-the speed options."""
+"""Models: the cascade ROI heads, the box predictors they are built from (registered on import), the RoI pooler,
+MMDetection's RPN anchor assignment and the speed options."""
 
 from .box_predictor import CASCADE_BOX_PREDICTOR_REGISTRY, CascadeOutputLayers, build_cascade_box_predictor
 from .cascade_roi_heads import CascadeRCNNROIHeads, check_cascade_stages, split_stage_detections
 from .norm import FrozenStatsBatchNorm2d
 from .roi_align import FastROIPooler
+from .rpn import InsideAnchorsRPN, MaxIoUMatcher
 
 __all__ = [
     "CASCADE_BOX_PREDICTOR_REGISTRY",
@@ -12,6 +13,8 @@ __all__ = [
     "CascadeRCNNROIHeads",
     "FastROIPooler",
     "FrozenStatsBatchNorm2d",
+    "InsideAnchorsRPN",
+    "MaxIoUMatcher",
     "build_cascade_box_predictor",
     "check_cascade_stages",
     "split_stage_detections",

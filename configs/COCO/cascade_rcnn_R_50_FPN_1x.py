@@ -6,7 +6,8 @@ compares a training step with MMDetection's own, loss by loss and gradient by gr
   backbone   torchvision-style R-50 (stride in the 3x3 conv), RGB, ImageNet mean/std, frozen stem+res2; the other
              BN layers keep their ImageNet statistics but train their scale and shift (MMDetection's norm_eval)
   RPN        2000 proposals per level before NMS and 2000 after in training, 1000/1000 at test; box loss
-             smooth-L1 beta 1/9; anchors crossing the image border are left out of its training
+             smooth-L1 beta 1/9; anchors crossing the image border are left out of its training, before matching;
+             a box's best anchor is positive if its IoU is at least 0.3 (InsideAnchorsRPN, MaxIoUMatcher)
   cascade    512 RoIs re-sampled at 25% positive every stage, stage loss weights [1, 0.5, 0.25], smooth-L1
              beta 1 box loss on deltas scaled by 1/target_std (0.1, 0.05, 0.033 for x, y), mean of the stages'
              logits at test
@@ -17,7 +18,7 @@ and renamed as it is); nothing is downloaded.
 """
 
 from cascade_det.config import lazy_cascade_stages
-from cascade_det.modeling import FrozenStatsBatchNorm2d
+from cascade_det.modeling import FrozenStatsBatchNorm2d, InsideAnchorsRPN, MaxIoUMatcher
 
 from detectron2 import model_zoo
 from detectron2.config import LazyCall as L
@@ -35,9 +36,19 @@ model.input_format = "RGB"
 model.pixel_mean = [123.675, 116.28, 103.53]
 model.pixel_std = [58.395, 57.12, 57.375]
 
+# MMDetection's anchor assignment: anchors crossing the image border (allowed_border=0) take no part in matching
+# or in the loss; a box's best anchor becomes positive if its IoU is at least 0.3 (min_pos_iou).
+MMDETECTION_RPN_ASSIGNMENT = {
+    "_target_": InsideAnchorsRPN,
+    "anchor_boundary_thresh": 0,
+    "anchor_matcher": L(MaxIoUMatcher)(
+        thresholds=[0.3, 0.7], labels=[0, -1, 1], allow_low_quality_matches=True, low_quality_min_iou=0.3
+    ),
+}
+
 rpn = model.proposal_generator
-# allowed_border=0: anchors that cross the image border take no part in the RPN's training.
-rpn.update(pre_nms_topk=(2000, 1000), post_nms_topk=(2000, 1000), smooth_l1_beta=1.0 / 9, anchor_boundary_thresh=0)
+rpn.update(pre_nms_topk=(2000, 1000), post_nms_topk=(2000, 1000), smooth_l1_beta=1.0 / 9)
+rpn.update(MMDETECTION_RPN_ASSIGNMENT)
 
 # MMDetection's box coder divides the deltas by target_stds; Detectron2's multiplies by weights: weights = 1 / std.
 TARGET_STDS = ((0.1, 0.1, 0.2, 0.2), (0.05, 0.05, 0.1, 0.1), (0.033, 0.033, 0.067, 0.067))
