@@ -52,7 +52,7 @@ def draw(predictor: Predictor, image_bgr: np.ndarray, per_stage: bool, metadata)
         panels = [("", predictor(image_bgr))]
     else:
         own, stages = predictor(image_bgr, per_stage=True)
-        panels = [(f"stage {t}", s) for t, s in enumerate(stages)] + [("cascade (model output)", own)]
+        panels = [(f"stage {t}", s) for t, s in enumerate(stages)] + [("output", own)]
     drawn = []
     for title, instances in panels:
         visualizer = Visualizer(image_bgr[:, :, ::-1], metadata, scale=1.0)
