@@ -65,7 +65,10 @@ class ExportableDetector(nn.Module):
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.model = model.eval()
+        self.model = model
+        # The wrapper itself in eval mode too: the ONNX exporter puts the wrapper back in the mode it found it in,
+        # which for a new module would be training mode, for the model inside as well.
+        self.eval()
         self.masks = bool(getattr(model.roi_heads, "mask_on", False))
 
     def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:

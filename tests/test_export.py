@@ -50,6 +50,7 @@ def test_exported_cascade_mask_model_gives_the_eager_masks_at_other_sizes(fmt, s
     model = small_cascade_mask_model()
     sample = torch.as_tensor(cv2.imread(shapes_image).transpose(2, 0, 1).copy()).float()
     exported = load_exported(export(model, sample, fmt, str(tmp_path)))
+    assert not any(m.training for m in model.modules())  # exporting leaves the model in eval mode
     for image in images_of_other_sizes(shapes_image)[:2]:
         diff = compare(model, exported, image)
         assert diff["detections"] > 0 and within_tolerance(diff) and diff["masks"] < 1e-4, (image.shape, diff)
