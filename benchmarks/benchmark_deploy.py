@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import benchmark_cascade as bench  # noqa: E402  (its models, synthetic images, timing and output checks)
 from bench_common import benchmark_main, timing_parser  # noqa: E402
 
-from cascade_det.export import ExportableDetector, compare, export, load_exported, plain_convolutions  # noqa: E402
+from cascade_det.export import ExportableDetector, compare, export, load_exported  # noqa: E402
 from cascade_det.modeling.speed import optimize_for_speed  # noqa: E402
 
 
@@ -48,31 +48,23 @@ def parse_args(argv=None):
     return args
 
 
-def onnxruntime_runner(path: str, threads: int):
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-
-    def run(image: torch.Tensor):
-        return session.run(None, {"image": image.numpy()})
-
-    return run
-
-
 def build_variants(args):
     """name -> a function of one image tensor (3, H, W); plus ours (the eager model the exports are checked
     against) and the built-in model."""
     _, models = bench.build_models(args)
     builtin, ours = models["builtin"].eval(), models["ours"].eval()
-    folder = tempfile.mkdtemp(prefix="cascade_det_deploy_bench_")
     w, h = (int(v) for v in args.sizes[0].split("x"))
     sample = bench.synthetic_batch(w, h, 1, 1, "cpu", seed=1)[0]["image"]
-    exported_model = plain_convolutions_copy(ours)
     bench.progress(f"exporting ours to TorchScript and ONNX on a {args.sizes[0]} image")
-    ts_path = export(exported_model, sample, "torchscript", folder)
-    onnx_path = export(exported_model, sample, "onnx", folder)
+    # The loaded models hold what they need in memory: the files (hundreds of MB) go when this block ends.
+    with tempfile.TemporaryDirectory(prefix="cascade_det_deploy_bench_") as folder:
+        ts_path = export(ours, sample, "torchscript", folder)  # ours is plain (no FastConv2d): exported as it is
+        onnx_path = export(ours, sample, "onnx", folder)
+        exported = {
+            "torchscript": load_exported(ts_path),
+            "onnxruntime": load_exported(onnx_path, torch.get_num_threads()),
+        }
+        file_mb = {"torchscript": os.path.getsize(ts_path) / 2**20, "onnxruntime": os.path.getsize(onnx_path) / 2**20}
 
     def eager(model):
         def run(image):
@@ -84,23 +76,15 @@ def build_variants(args):
     variants = {
         "builtin": eager(builtin),
         "ours": eager(ours),
-        "ours+fold+cl": eager(optimize_for_speed(plain_convolutions_copy(ours))),
-        "torchscript": load_exported(ts_path),
-        "onnxruntime": onnxruntime_runner(onnx_path, torch.get_num_threads()),
+        "ours+fold+cl": eager(optimize_for_speed(copy.deepcopy(ours))),
+        **exported,
     }
-    sizes_mb = {"torchscript": os.path.getsize(ts_path) / 2**20, "onnxruntime": os.path.getsize(onnx_path) / 2**20}
-    return variants, ours, builtin, sizes_mb
+    return variants, ours, builtin, file_mb
 
 
-def plain_convolutions_copy(model):
-    model = copy.deepcopy(model)
-    plain_convolutions(model)
-    return model.eval()
-
-
-def same_as_builtin(run, builtin, image) -> float:
-    """The fraction of the built-in's detections on `image` that this variant also makes (same class, IoU > 0.99,
-    score within 1e-3: benchmark_cascade's criterion)."""
+def same_as_builtin(run, reference, image) -> float:
+    """The fraction of the built-in's detections on `image` (`reference`, Instances) that this variant also makes
+    (same class, IoU > 0.99, score within 1e-3: benchmark_cascade's criterion)."""
     from detectron2.structures import Boxes, Instances
 
     out = run(image)
@@ -111,8 +95,6 @@ def same_as_builtin(run, builtin, image) -> float:
         instances.pred_boxes = Boxes(torch.as_tensor(out[0]))
         instances.scores = torch.as_tensor(out[1])
         instances.pred_classes = torch.as_tensor(out[2])
-    with torch.no_grad():
-        (reference,) = builtin.inference([{"image": image}], do_postprocess=False)
     matched, total, _ = bench.match_detections(reference, instances)
     return matched / max(total, 1)
 
@@ -134,8 +116,10 @@ def benchmark(args):
         w, h = (int(v) for v in size.split("x"))
         image = bench.synthetic_batch(w, h, 1, 1, "cpu", seed=w * h)[0]["image"]
         checks = {}
+        with torch.no_grad():
+            (reference,) = builtin.inference([{"image": image}], do_postprocess=False)
         for name, run in variants.items():
-            checks[name] = {"same_as_builtin": same_as_builtin(run, builtin, image)}
+            checks[name] = {"same_as_builtin": same_as_builtin(run, reference, image)}
             if name in ("torchscript", "onnxruntime"):
                 checks[name]["vs_ours"] = compare(ours, run, image)
         with torch.no_grad():

@@ -9,7 +9,6 @@ e.g. 800x1333 for COCO), with the number of RoIs the RPN passes at test time. Ro
 (fvcore has no count for them; they move data rather than multiply). Works with any Detectron2 R-CNN config.
 """
 
-import argparse
 import json
 import sys
 from collections import OrderedDict
@@ -21,10 +20,11 @@ from tabulate import tabulate
 
 from detectron2.utils.analysis import FlopCountAnalysis
 
+from .engine.args import config_tool_parser
 from .engine.run_config import RunConfig
 from .engine.setup import load_config
-from .export import plain_convolutions, quiet_tracing
-from .predictor import test_time_preprocessing
+from .export import quiet_tracing
+from .modeling.speed import plain_convolutions
 
 __all__ = ["analyze", "main"]
 
@@ -73,7 +73,7 @@ def analyze(model, height: int, width: int) -> Dict[str, Dict[str, float]]:
 
 def _test_size(run: RunConfig) -> Tuple[int, int]:
     """(short side, long side) of the config's test-time resize; 800 x 1333 where it has none."""
-    for resize in test_time_preprocessing(run)[1]:
+    for resize in run.test_preprocessing()[1]:
         if hasattr(resize, "short_edge_length"):
             short = resize.short_edge_length
             return int(short[0] if isinstance(short, (list, tuple)) else short), int(resize.max_size)
@@ -81,13 +81,9 @@ def _test_size(run: RunConfig) -> Tuple[int, int]:
 
 
 def main(argv: Sequence[str] = None) -> Dict:
-    parser = argparse.ArgumentParser(
-        prog="python -m cascade_det.analyze", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--config-file", required=True)
+    parser = config_tool_parser("cascade_det.analyze", __doc__)
     parser.add_argument("--size", default="", help="HxW of the image (default: the config's test size)")
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides (key=value, or KEY VALUE for yacs)")
     args = parser.parse_args(argv)
     run = RunConfig.of(load_config(args.config_file, args.opts))
     run.set("device", "cpu")

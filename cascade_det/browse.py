@@ -9,7 +9,6 @@ One PNG per image (the image id as its name), with the dataset's class names; at
 Nothing existing is overwritten.
 """
 
-import argparse
 import os
 import sys
 from typing import List, Sequence
@@ -23,35 +22,19 @@ from detectron2.utils.visualizer import Visualizer
 from .data import check_datasets
 from .data.register import register_from_args
 from .demo import refuse_existing, write_png
+from .engine.args import add_register_arguments, config_tool_parser
 from .engine.run_config import RunConfig
 from .engine.setup import load_config
 
 __all__ = ["main"]
 
 
-def _train_mapper(run: RunConfig):
-    """The training mapper of the config (augmentation included), as its loader applies it."""
-    if run.style == "lazy":
-        from detectron2.config import instantiate
-
-        return instantiate(run.cfg.dataloader.train.mapper)
-    from detectron2.data import DatasetMapper
-
-    return DatasetMapper(run.cfg, True)
-
-
 def main(argv: Sequence[str] = None) -> List[str]:
-    parser = argparse.ArgumentParser(
-        prog="python -m cascade_det.browse", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--config-file", required=True)
+    parser = add_register_arguments(config_tool_parser("cascade_det.browse", __doc__))
     parser.add_argument("--output", required=True)
     parser.add_argument("--split", choices=("train", "test"), default="train")
     parser.add_argument("--train-augmentation", action="store_true", help="draw after the training augmentation")
     parser.add_argument("--limit", type=int, default=0, help="draw at most this many images (0: all)")
-    parser.add_argument("--register-coco", nargs=3, action="append", default=[], metavar=("NAME", "JSON", "IMAGES"))
-    parser.add_argument("--register-voc", nargs=3, action="append", default=[], metavar=("NAME", "DIR", "SPLIT"))
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides (key=value, or KEY VALUE for yacs)")
     args = parser.parse_args(argv)
     register_from_args(args.register_coco, args.register_voc)
     run = RunConfig.of(load_config(args.config_file, args.opts))
@@ -59,7 +42,7 @@ def main(argv: Sequence[str] = None) -> List[str]:
     if not names:
         parser.error(f"{run.dataset_key(args.split)} names no dataset")
     check_datasets(names, split="training" if args.split == "train" else "test", key=run.dataset_key(args.split))
-    mapper = _train_mapper(run) if args.train_augmentation else None
+    mapper = run.build_train_mapper() if args.train_augmentation else None
     written = []
     os.makedirs(args.output, exist_ok=True)
     for name in names:

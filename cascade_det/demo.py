@@ -10,7 +10,6 @@ overwritten (the command refuses and names the file). Drawings are Detectron2's 
 of the config's datasets.
 """
 
-import argparse
 import glob
 import os
 import sys
@@ -23,6 +22,7 @@ from tqdm import tqdm
 from detectron2.data import MetadataCatalog
 from detectron2.utils.visualizer import Visualizer
 
+from .engine.args import config_tool_parser
 from .predictor import Predictor
 from .weights import atomic_write
 
@@ -135,16 +135,11 @@ def _draw_frames(capture, predictor, path, partial, per_stage, metadata) -> int:
 
 
 def main(argv: Sequence[str] = None) -> List[str]:
-    parser = argparse.ArgumentParser(
-        prog="python -m cascade_det.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--config-file", required=True)
+    parser = config_tool_parser("cascade_det.demo", __doc__, weights=True)
     parser.add_argument("--input", required=True, help="an image or video, a folder of images, or a glob")
     parser.add_argument("--output", required=True, help="folder to draw into")
-    parser.add_argument("--weights", default=None, help="checkpoint (default: the config's train.init_checkpoint)")
     parser.add_argument("--per-stage", action="store_true", help="draw each stage's own detections beside the model's")
     parser.add_argument("--confidence-threshold", type=float, default=None, help="keep detections scoring this much")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides (key=value, or KEY VALUE for yacs)")
     args = parser.parse_args(argv)
     files = resolve_inputs(args.input)
     targets = _targets(files, args.output)

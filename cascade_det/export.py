@@ -16,7 +16,6 @@ How it exports what Detectron2 lists as "tracing only" for Cascade R-CNN: the mo
 op), and the cascade's gradient scaling exists only in training.
 """
 
-import argparse
 import contextlib
 import importlib.util
 import logging
@@ -33,9 +32,11 @@ from torch import nn
 from detectron2.data import detection_utils as utils
 from detectron2.export.torchscript_patch import patch_builtin_len
 
+from .engine.args import config_tool_parser
+from .modeling.speed import plain_convolutions
 from .weights import atomic_write
 
-__all__ = ["ExportableDetector", "compare", "export", "main", "plain_convolutions", "quiet_tracing"]
+__all__ = ["ExportableDetector", "compare", "export", "load_exported", "main", "quiet_tracing"]
 
 logger = logging.getLogger(__name__)
 OUR_MODULES = ("cascade_det.modeling.cascade_roi_heads", "cascade_det.modeling.box_predictor")
@@ -101,8 +102,9 @@ def export(model: nn.Module, sample: torch.Tensor, fmt: str, folder: str) -> str
     return path
 
 
-def load_exported(path: str):
-    """The exported file as a function of one image tensor, returning numpy arrays."""
+def load_exported(path: str, threads: int = 0):
+    """The exported file as a function of one image tensor, returning numpy arrays. `threads`: onnxruntime's
+    intra-op threads (0: its default)."""
     if path.endswith(".ts"):
         with quiet_tracing():
             module = torch.jit.load(path)
@@ -114,7 +116,9 @@ def load_exported(path: str):
         return run
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
     def run(image: torch.Tensor):
         return session.run(None, {"image": image.numpy()})
@@ -157,15 +161,10 @@ def image_tensor(path: str, input_format: str) -> torch.Tensor:
 def main(argv: Sequence[str] = None) -> List[str]:
     from .predictor import Predictor
 
-    parser = argparse.ArgumentParser(
-        prog="python -m cascade_det.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--config-file", required=True)
+    parser = config_tool_parser("cascade_det.export", __doc__, weights=True)
     parser.add_argument("--format", required=True, choices=("torchscript", "onnx"))
     parser.add_argument("--output", required=True, help="folder to write model.ts / model.onnx into")
     parser.add_argument("--sample-image", required=True, help="an image to trace with and to check the export on")
-    parser.add_argument("--weights", default=None, help="checkpoint (default: the config's train.init_checkpoint)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides (key=value, or KEY VALUE for yacs)")
     args = parser.parse_args(argv)
     if args.format == "onnx" and not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")):
         parser.error("--format onnx needs the onnx and onnxruntime packages: pip install 'cascade_det[deploy]'")
@@ -174,11 +173,9 @@ def main(argv: Sequence[str] = None) -> List[str]:
     target = os.path.join(args.output, "model.ts" if args.format == "torchscript" else "model.onnx")
     if os.path.exists(target):
         parser.error(f"{target} exists; not overwriting it (choose another --output)")
-    # The exported graph should be the plain model: no folded-BN or channels-last variants of it.
-    overrides = list(args.opts)
-    predictor = Predictor(args.config_file, args.weights, device="cpu", overrides=overrides)
+    predictor = Predictor(args.config_file, args.weights, device="cpu", overrides=args.opts)
     model = predictor.model
-    plain_convolutions(model)
+    plain_convolutions(model)  # the exported graph is the plain model, not its folded-BN / channels-last variant
     sample = image_tensor(args.sample_image, predictor.input_format)
     path = export(model, sample, args.format, args.output)
     diff = compare(model, load_exported(path), sample)
@@ -190,16 +187,6 @@ def main(argv: Sequence[str] = None) -> List[str]:
     if not within_tolerance(diff):
         sys.exit(f"the exported model differs from the eager one beyond {TOLERANCE}: {diff}")
     return [path]
-
-
-def plain_convolutions(model: nn.Module) -> None:
-    """Turn our speed options off in place (FastConv2d keeps its parameters; only how it computes changes)."""
-    from .modeling.speed import FastConv2d
-
-    for module in model.modules():
-        if isinstance(module, FastConv2d):
-            module.fold_frozen_bn = False
-            module.channels_last_inference = False
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ input format are applied as in evaluation; detections come back in each image's 
 """
 
 import os
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from .engine.run_config import RunConfig
 from .engine.setup import load_config
 from .modeling import CascadeRCNNROIHeads, split_stage_detections
 
-__all__ = ["Predictor", "test_time_preprocessing"]
+__all__ = ["Predictor"]
 
 Image = Union[str, os.PathLike, np.ndarray]
 
@@ -68,7 +68,7 @@ class Predictor:
             )
             for predictor in predictors:
                 predictor.test_score_thresh = float(score_thresh)
-        self.input_format, self.augmentations = test_time_preprocessing(run)
+        self.input_format, self.augmentations = run.test_preprocessing()
         names = run.test_datasets or run.train_datasets
         self.class_names = list(MetadataCatalog.get(names[0]).get("thing_classes", [])) if names else []
 
@@ -126,17 +126,3 @@ class Predictor:
         T.AugmentationList(self.augmentations)(aug_input)
         tensor = torch.as_tensor(np.ascontiguousarray(aug_input.image.transpose(2, 0, 1)))
         return {"image": tensor, "height": height, "width": width}
-
-
-def test_time_preprocessing(run: RunConfig) -> Tuple[str, List[T.Augmentation]]:
-    """(input format, test-time augmentations) as the config's evaluation applies them."""
-    if run.style == "lazy":
-        from detectron2.config import instantiate
-
-        cfg = run.cfg
-        mapper = cfg.dataloader.test.mapper if "dataloader" in cfg and "test" in cfg.dataloader else None
-        augmentations = [instantiate(a) for a in mapper.augmentations] if mapper is not None else []
-        return str(cfg.model.get("input_format", "BGR")), augmentations
-    cfg = run.cfg
-    augmentations = [T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST)]
-    return cfg.INPUT.FORMAT, augmentations

@@ -9,11 +9,12 @@ straight through.
 
 import copy
 import logging
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+import detectron2.data.transforms as T
 from detectron2.config import CfgNode, LazyConfig, instantiate
 from detectron2.data import DatasetMapper, build_detection_test_loader
 from detectron2.engine import DefaultTrainer
@@ -237,7 +238,15 @@ class RunConfig:
     def build_train_loader(self):
         raise NotImplementedError
 
+    def build_train_mapper(self) -> Callable:
+        """The training loader's dataset mapper, its augmentation included (to look at what training sees)."""
+        raise NotImplementedError
+
     def build_test_loader(self, dataset_name: str):
+        raise NotImplementedError
+
+    def test_preprocessing(self) -> Tuple[str, List[T.Augmentation]]:
+        """(the model's input format, the test-time augmentations) as evaluation applies them to an image."""
         raise NotImplementedError
 
     def build_evaluator(self, dataset_name: str, output_dir: str):
@@ -329,6 +338,14 @@ class LazyRunConfig(RunConfig):
 
     def build_train_loader(self):
         return instantiate(self.cfg.dataloader.train)
+
+    def build_train_mapper(self):
+        return instantiate(self.cfg.dataloader.train.mapper)
+
+    def test_preprocessing(self):
+        mapper = OmegaConf.select(self.cfg, "dataloader.test.mapper", default=None)
+        augmentations = [instantiate(a) for a in mapper.augmentations] if mapper is not None else []
+        return str(self.cfg.model.get("input_format", "BGR")), augmentations
 
     def build_test_loader(self, dataset_name):
         loader = copy.deepcopy(self.cfg.dataloader.test)
@@ -451,6 +468,13 @@ class YacsRunConfig(RunConfig):
 
     def build_train_loader(self):
         return build_train_loader(self.cfg)
+
+    def build_train_mapper(self):
+        return DatasetMapper(self.cfg, True)
+
+    def test_preprocessing(self):
+        input_ = self.cfg.INPUT
+        return input_.FORMAT, [T.ResizeShortestEdge([input_.MIN_SIZE_TEST, input_.MIN_SIZE_TEST], input_.MAX_SIZE_TEST)]
 
     def build_test_loader(self, dataset_name):
         mapper = _NamedErrorsMapper(DatasetMapper(self.cfg, False), f"the test set {dataset_name!r}")

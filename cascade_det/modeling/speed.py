@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from detectron2.layers import Conv2d, FrozenBatchNorm2d
 
-__all__ = ["FastConv2d", "optimize_for_speed"]
+__all__ = ["FastConv2d", "optimize_for_speed", "plain_convolutions"]
 
 
 class FastConv2d(Conv2d):
@@ -68,6 +68,16 @@ class FastConv2d(Conv2d):
             x, self.weight * scale.view(-1, 1, 1, 1), bias, self.stride, self.padding, self.dilation, self.groups
         )
         return self.activation(x) if self.activation is not None else x
+
+
+def plain_convolutions(model: torch.nn.Module) -> torch.nn.Module:
+    """Turn the speed options of every FastConv2d in `model` off, in place (its parameters stay; only how it
+    computes changes): what export and FLOP counting need. Returns the model."""
+    for module in model.modules():
+        if isinstance(module, FastConv2d):
+            module.fold_frozen_bn = False
+            module.channels_last_inference = False
+    return model
 
 
 def optimize_for_speed(model: torch.nn.Module, fold_frozen_bn: bool = True, channels_last_inference: bool = True):
