@@ -2,7 +2,7 @@
 """End-to-end parity with MMDetection: the same network, data, schedule and initial weights trained with
 MMDetection 3.3.0 itself and with ours, over several seeds; box AP, AP50, AP75 and each stage's AP per framework.
 
-    bash .ci/env.sh --with-tests python benchmarks/mmdet_parity_end_to_end.py              # 3 seeds x 600 iterations
+    bash .ci/env.sh --with-tests python benchmarks/mmdet_parity_end_to_end.py              # 8 seeds x 600 iterations
     bash .ci/env.sh --with-tests python benchmarks/mmdet_parity_end_to_end.py --iters 50 --seeds 0   # minutes
 
 The network is the quickstart's (Cascade R-CNN, ResNet-18-FPN of 64 channels, trained from scratch with AdamW on the
@@ -197,14 +197,15 @@ def summary(values):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iters", type=int, default=600)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
     parser.add_argument("--output", default=os.path.join(ROOT, "output", "mmdet_parity"))
     parser.add_argument("--json", default="", help="write the results here too (never overwritten)")
     parser.add_argument(
         "--mmdet-runs",
         default="",
-        help="an earlier --output: take MMDetection's initial weights and trained models from there instead of "
-        "training them again (same --iters and seeds; for changes on our side only)",
+        help="an earlier --output: take MMDetection's initial weights, and its trained model of every seed found "
+        "there, from there instead of training them again (same --iters; seeds missing there are trained); for "
+        "changes on our side only, or to add seeds",
     )
     parser.add_argument("--mmdet-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--init-only", default="", help=argparse.SUPPRESS)
@@ -222,7 +223,9 @@ def main(argv=None):
     mmdet_runs = args.mmdet_runs or args.output
     init = os.path.join(mmdet_runs, "init_mmdet.pth")
     if args.mmdet_runs:
-        progress(f"MMDetection's initial weights and trained models: from {mmdet_runs}")
+        if not os.path.isfile(init):
+            raise SystemExit(f"--mmdet-runs: {init} is missing; give the --output of an earlier run of this script")
+        progress(f"MMDetection's initial weights: from {mmdet_runs}")
     else:
         progress("MMDetection's initial weights")
         run(
@@ -232,11 +235,16 @@ def main(argv=None):
     results = {"mmdet": [], "ours": []}
     for seed in args.seeds:
         work = os.path.join(mmdet_runs, f"mmdet_seed{seed}")
-        if not args.mmdet_runs:
+        if args.mmdet_runs and os.path.isfile(os.path.join(work, "mmdet_metrics.json")):
+            if not os.path.isfile(os.path.join(work, f"iter_{args.iters}.pth")):
+                raise SystemExit(
+                    f"--mmdet-runs: {work} holds no model of {args.iters} iterations (iter_{args.iters}.pth)"
+                )
+            progress(f"seed {seed}: MMDetection's run from {work}")
+        else:
+            work = os.path.join(args.output, f"mmdet_seed{seed}")
             progress(f"seed {seed}: MMDetection trains")
             train_mmdet(py, me, work, seed, init, args)
-        elif not os.path.isfile(os.path.join(work, f"iter_{args.iters}.pth")):
-            raise SystemExit(f"--mmdet-runs: {work} holds no model of {args.iters} iterations (iter_{args.iters}.pth)")
         with open(os.path.join(work, "mmdet_metrics.json")) as f:
             own = json.load(f)
         progress(f"seed {seed}: its model evaluated per stage through ours")
@@ -291,6 +299,15 @@ def main(argv=None):
             f"| {key} | {m_mean:.1f} ± {m_spread:.1f} | {o_mean:.1f} ± {o_spread:.1f} | {difference:+.1f} | "
             f"{'yes' if within else 'no'} |"
         )
+    # A seed gives both frameworks the same images in the same order (their samplers draw one permutation from it),
+    # so the per-seed differences are paired.
+    per_seed = [o["AP"] - m["AP"] for m, o in zip(results["mmdet"], results["ours"])]
+    mean, spread = summary(per_seed)
+    error = spread / len(per_seed) ** 0.5
+    report["paired_AP_difference"] = {"per_seed": per_seed, "mean": mean, "standard_error": error}
+    for name in ("mmdet", "ours"):
+        print(f"AP per seed, {name}: " + ", ".join(f"{r['AP']:.1f}" for r in results[name]))
+    print(f"Paired by seed (same images, same order): ours - MMDetection = {mean:+.1f} ± {error:.1f} (standard error)")
     own = [r["mmdet_own_AP"] for r in results["mmdet"]]
     print(
         f"MMDetection's own CocoMetric AP of its models: {statistics.mean(own):.1f} (through ours: "
