@@ -53,8 +53,8 @@ def build_models(checkpoint: str):
 
 
 def shapes_batches(num_batches: int, batch_size: int = 8, seed: int = 0):
-    """`num_batches` batches of training images of the embedded shapes dataset (BGR uint8 (H, W, 3), boxes (G, 4)
-    XYXY float32, classes (G,)), chosen at random without augmentation."""
+    """`num_batches` batches (images, targets) of training images of the embedded shapes dataset, chosen at random
+    without augmentation, in tests/mmdet_reference.py's batch form (BGR images; per image XYXY boxes and classes)."""
     import cv2
 
     from detectron2.data import DatasetCatalog
@@ -62,13 +62,13 @@ def shapes_batches(num_batches: int, batch_size: int = 8, seed: int = 0):
     dicts = [d for d in DatasetCatalog.get("cascade_shapes_train") if d["annotations"]]
     rng = np.random.default_rng(seed)
     for _ in range(num_batches):
-        batch = []
+        images, targets = [], []
         for i in rng.choice(len(dicts), batch_size, replace=False):
             d = dicts[i]
             boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in d["annotations"])], np.float32)
-            classes = np.array([a["category_id"] for a in d["annotations"]])
-            batch.append((cv2.imread(d["file_name"]), boxes, classes))
-        yield batch
+            images.append(cv2.imread(d["file_name"]))
+            targets.append((boxes, np.array([a["category_id"] for a in d["annotations"]])))
+        yield images, targets
 
 
 class Recorder:
@@ -117,43 +117,23 @@ class Recorder:
 
 
 def losses_of_both(mmdet, ours, batch, seed: int):
-    """One random draw of each framework's training losses on `batch`: ({our name: value}, {our name: value})."""
-    from mmdet.structures import DetDataSample
-    from mmengine.structures import InstanceData
+    """One random draw of each framework's training losses on `batch` (images, targets): ({our name: value},
+    {our name: MMDetection's value of the same term})."""
+    from tests import mmdet_reference
 
-    from detectron2.structures import Boxes, Instances
     from detectron2.utils.events import EventStorage
 
-    samples, inputs = [], []
-    for image, boxes, classes in batch:
-        h, w = image.shape[:2]
-        sample = DetDataSample(
-            metainfo={
-                "img_shape": (h, w),
-                "ori_shape": (h, w),
-                "scale_factor": (1.0, 1.0),
-            }
-        )
-        sample.gt_instances = InstanceData(bboxes=torch.from_numpy(boxes), labels=torch.from_numpy(classes))
-        samples.append(sample)
-        chw = torch.from_numpy(image).permute(2, 0, 1).contiguous()  # both read BGR here
-        gt = Instances((h, w), gt_boxes=Boxes(torch.from_numpy(boxes)), gt_classes=torch.from_numpy(classes))
-        inputs.append({"image": chw, "instances": gt, "height": h, "width": w})
+    images, targets = batch
     with torch.no_grad():
         torch.manual_seed(seed)
-        data = mmdet.data_preprocessor({"inputs": [x["image"] for x in inputs], "data_samples": samples}, True)
-        theirs = mmdet.loss(data["inputs"], data["data_samples"])
+        theirs = mmdet_reference.training_losses(mmdet, images, targets)
         torch.manual_seed(seed)
         with EventStorage():
-            mine = ours(inputs)
-    names = {"loss_rpn_cls": "loss_rpn_cls", "loss_rpn_loc": "loss_rpn_bbox"}
-    for t in range(STAGES):
-        names.update({f"loss_cls_stage{t}": f"s{t}.loss_cls", f"loss_box_reg_stage{t}": f"s{t}.loss_bbox"})
-    theirs = {
-        ours_name: float(sum(theirs[name]) if isinstance(theirs[name], list) else theirs[name])
-        for ours_name, name in names.items()
-    }
-    return {k: float(v) for k, v in mine.items()}, theirs
+            mine = ours(mmdet_reference.detectron2_inputs(images, targets, "BGR"))  # both read BGR here
+    return (
+        {k: float(v) for k, v in mine.items()},
+        {k: float(theirs[mmdet_reference.LOSS_NAMES[k]]) for k in mine},
+    )
 
 
 def compare(mmdet, ours):
@@ -213,7 +193,7 @@ def main(argv=None):
     losses = {"ours": {}, "mmdet": {}}
     for b, batch in enumerate(shapes_batches(args.batches)):
         for draw in range(args.draws):
-            recorder.start_batch(b, len(batch))
+            recorder.start_batch(b, len(batch[0]))
             mine, theirs = losses_of_both(mmdet, ours, batch, seed=1000 * b + draw)
             for framework, values in (("ours", mine), ("mmdet", theirs)):
                 for name, value in values.items():

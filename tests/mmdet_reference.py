@@ -96,13 +96,79 @@ def build_cascade_rcnn(config_name: str = "cascade_rcnn/cascade-rcnn_r50_fpn_1x_
     return model.eval()
 
 
+def _data_sample(height: int, width: int):
+    """MMDetection's per-image record of an image used at its own size (no resizing)."""
+    from mmdet.structures import DetDataSample
+
+    return DetDataSample(
+        metainfo={"img_shape": (height, width), "ori_shape": (height, width), "scale_factor": (1.0, 1.0)}
+    )
+
+
 def predict(model, image_bgr: torch.Tensor):
     """MMDetection's test step on one uint8 BGR image (3, H, W) that needs no resizing (H, W multiples of 32):
     its data preprocessor (BGR->RGB, mean/std, padding) and predict(). Returns its `pred_instances` (bboxes,
     scores, labels, and masks for a mask model) in the image's pixels."""
-    from mmdet.structures import DetDataSample
-
-    h, w = image_bgr.shape[1:]
-    sample = DetDataSample(metainfo={"img_shape": (h, w), "ori_shape": (h, w), "scale_factor": (1.0, 1.0)})
+    sample = _data_sample(*image_bgr.shape[1:])
     with torch.no_grad():
         return model.test_step({"inputs": [image_bgr], "data_samples": [sample]})[0].pred_instances
+
+
+# A training batch, as both frameworks take it: `images` uint8 BGR (H, W, 3) arrays of sizes that need no resizing;
+# `targets` per image (boxes (G, 4) XYXY float32, classes (G,) int); `masks` None, or per image one polygon list per
+# box ([[x0, y0, x1, y1, ...], ...]).
+
+# Our cascade's loss names -> MMDetection's (3 stages; the mask terms where each stage has its mask head).
+LOSS_NAMES = {"loss_rpn_cls": "loss_rpn_cls", "loss_rpn_loc": "loss_rpn_bbox"}
+for _t in range(3):
+    LOSS_NAMES.update(
+        {
+            f"loss_cls_stage{_t}": f"s{_t}.loss_cls",
+            f"loss_box_reg_stage{_t}": f"s{_t}.loss_bbox",
+            f"loss_mask_stage{_t}": f"s{_t}.loss_mask",
+        }
+    )
+
+
+def training_losses(model, images, targets, masks=None) -> dict:
+    """MMDetection's training losses of `model` on the batch (its data preprocessor, then `loss`): the terms named
+    "loss..." by MMDetection's names, each per-level list summed (as its runner sums them)."""
+    import numpy as np
+    from mmdet.structures.mask import PolygonMasks
+    from mmengine.structures import InstanceData
+
+    samples = []
+    for i, (image, (boxes, classes)) in enumerate(zip(images, targets)):
+        h, w = image.shape[:2]
+        sample = _data_sample(h, w)
+        gt = InstanceData(bboxes=torch.from_numpy(boxes), labels=torch.from_numpy(classes))
+        if masks is not None:
+            gt.masks = PolygonMasks([[np.array(p, np.float64) for p in obj] for obj in masks[i]], h, w)
+        sample.gt_instances = gt
+        samples.append(sample)
+    chw = [torch.from_numpy(image).permute(2, 0, 1).contiguous() for image in images]
+    data = model.data_preprocessor({"inputs": chw, "data_samples": samples}, training=True)
+    losses = model.loss(data["inputs"], data["data_samples"])
+    return {k: sum(v) if isinstance(v, (list, tuple)) else v for k, v in losses.items() if "loss" in k}
+
+
+def detectron2_inputs(images, targets, input_format: str, masks=None) -> list:
+    """The batch as a Detectron2 model's training inputs, its images in `input_format` ("RGB" or "BGR")."""
+    from detectron2.structures import Boxes, Instances, PolygonMasks
+
+    out = []
+    for i, (image, (boxes, classes)) in enumerate(zip(images, targets)):
+        h, w = image.shape[:2]
+        instances = Instances((h, w), gt_boxes=Boxes(torch.from_numpy(boxes)), gt_classes=torch.from_numpy(classes))
+        if masks is not None:
+            instances.gt_masks = PolygonMasks(masks[i])
+        pixels = image[:, :, ::-1].copy() if input_format == "RGB" else image
+        out.append(
+            {
+                "image": torch.from_numpy(pixels).permute(2, 0, 1).contiguous(),
+                "instances": instances,
+                "height": h,
+                "width": w,
+            }
+        )
+    return out

@@ -29,11 +29,11 @@ from cascade_det.convert import mmdet_to_detectron2
 from cascade_det.engine import RunConfig, load_config
 
 from detectron2.config import instantiate
-from detectron2.structures import Boxes, Instances, PolygonMasks
 from detectron2.utils.events import EventStorage
 
 from . import mmdet_reference
 from .conftest import ROOT
+from .mmdet_reference import LOSS_NAMES
 
 PROPOSALS = 64
 PAIRS = {  # MMDetection's config -> ours
@@ -74,44 +74,6 @@ def polygons(boxes):
     return [[[(x0 + x1) / 2, y0, x1, (y0 + y1) / 2, (x0 + x1) / 2, y1, x0, (y0 + y1) / 2]] for x0, y0, x1, y1 in boxes]
 
 
-def mmdet_inputs(model, images, targets, masks):
-    from mmdet.structures import DetDataSample
-    from mmdet.structures.mask import PolygonMasks as MMPolygonMasks
-    from mmengine.structures import InstanceData
-
-    samples = []
-    for (boxes, classes), image in zip(targets, images):
-        h, w = image.shape[:2]
-        sample = DetDataSample(metainfo={"img_shape": (h, w), "ori_shape": (h, w), "scale_factor": (1.0, 1.0)})
-        gt = InstanceData(bboxes=torch.from_numpy(boxes), labels=torch.from_numpy(classes))
-        if masks:
-            gt.masks = MMPolygonMasks([[np.array(p, np.float64) for p in obj] for obj in polygons(boxes)], h, w)
-        sample.gt_instances = gt
-        samples.append(sample)
-    data = {"inputs": [torch.from_numpy(im).permute(2, 0, 1).contiguous() for im in images], "data_samples": samples}
-    return model.data_preprocessor(data, training=True)
-
-
-def our_inputs(images, targets, masks, input_format="RGB"):
-    """Our model's inputs: the images in `input_format` (our COCO recipe configs read RGB, the shapes configs BGR)."""
-    out = []
-    for image, (boxes, classes) in zip(images, targets):
-        h, w = image.shape[:2]
-        instances = Instances((h, w), gt_boxes=Boxes(torch.from_numpy(boxes)), gt_classes=torch.from_numpy(classes))
-        if masks:
-            instances.gt_masks = PolygonMasks(polygons(boxes))
-        pixels = image[:, :, ::-1].copy() if input_format == "RGB" else image
-        out.append(
-            {
-                "image": torch.from_numpy(pixels).permute(2, 0, 1).contiguous(),
-                "instances": instances,
-                "height": h,
-                "width": w,
-            }
-        )
-    return out
-
-
 @pytest.fixture
 def first_k_sampling(monkeypatch):
     """torch.randperm -> torch.arange, in both frameworks (see the module docstring)."""
@@ -145,32 +107,15 @@ def build_pair(kind, tmp_path):
     return reference, ours.train(), run
 
 
-LOSS_NAMES = {"loss_rpn_cls": "loss_rpn_cls", "loss_rpn_loc": "loss_rpn_bbox"}
-for _t in range(3):
-    LOSS_NAMES.update(
-        {
-            f"loss_cls_stage{_t}": f"s{_t}.loss_cls",
-            f"loss_box_reg_stage{_t}": f"s{_t}.loss_bbox",
-            f"loss_mask_stage{_t}": f"s{_t}.loss_mask",
-        }
-    )
-
-
-def total(value):
-    return sum(value) if isinstance(value, (list, tuple)) else value
-
-
 @pytest.mark.parametrize("kind", sorted(PAIRS))
 def test_one_training_step_equals_mmdetections(kind, tmp_path, first_k_sampling):
     reference, ours, run = build_pair(kind, tmp_path)
-    masks = kind == "mask"
-    images, targets = batch(border_box=not masks)
+    images, targets = batch(border_box=kind != "mask")
+    masks = [polygons(boxes) for boxes, _ in targets] if kind == "mask" else None
 
-    data = mmdet_inputs(reference, images, targets, masks)
-    mm_losses = reference.loss(data["inputs"], data["data_samples"])
-    mm_losses = {k: total(v) for k, v in mm_losses.items() if "loss" in k}
+    mm_losses = mmdet_reference.training_losses(reference, images, targets, masks)
     with EventStorage():
-        our_losses = ours(our_inputs(images, targets, masks))
+        our_losses = ours(mmdet_reference.detectron2_inputs(images, targets, "RGB", masks))  # our COCO configs: RGB
     assert set(our_losses) == {k for k, v in LOSS_NAMES.items() if v in mm_losses}
     for ours_name, value in our_losses.items():
         expected = mm_losses[LOSS_NAMES[ours_name]].reshape(value.shape)  # MMDetection's mask loss has shape (1,)
@@ -249,12 +194,9 @@ def test_adamw_steps_of_the_end_to_end_network_equal_mmdetections(tmp_path, firs
     images, targets = batch(border_box=True)
     targets = [(boxes, classes % 4) for boxes, classes in targets]  # the shapes network's 4 classes
     for step in range(ADAMW_STEPS):
-        data = mmdet_inputs(reference, images, targets, False)
-        mm_losses = {
-            k: total(v) for k, v in reference.loss(data["inputs"], data["data_samples"]).items() if "loss" in k
-        }
+        mm_losses = mmdet_reference.training_losses(reference, images, targets)
         with EventStorage():
-            our_losses = ours(our_inputs(images, targets, False, input_format="BGR"))
+            our_losses = ours(mmdet_reference.detectron2_inputs(images, targets, "BGR"))  # the shapes configs: BGR
         for ours_name, value in our_losses.items():
             torch.testing.assert_close(
                 value, mm_losses[LOSS_NAMES[ours_name]], rtol=1e-4, atol=0, msg=f"step {step}: {ours_name}"
