@@ -19,7 +19,6 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from detectron2.data import MetadataCatalog
 from detectron2.utils.visualizer import Visualizer
 
 from .engine.args import config_tool_parser
@@ -45,7 +44,7 @@ def resolve_inputs(pattern: str) -> List[str]:
     return files
 
 
-def draw(predictor: Predictor, image_bgr: np.ndarray, per_stage: bool, metadata) -> np.ndarray:
+def draw(predictor: Predictor, image_bgr: np.ndarray, per_stage: bool) -> np.ndarray:
     """The detections drawn on the image (BGR); with `per_stage`, one panel per stage and one for the model's
     detections, side by side, each titled."""
     if not per_stage:
@@ -55,7 +54,7 @@ def draw(predictor: Predictor, image_bgr: np.ndarray, per_stage: bool, metadata)
         panels = [(f"stage {t}", s) for t, s in enumerate(stages)] + [("output", own)]
     drawn = []
     for title, instances in panels:
-        visualizer = Visualizer(image_bgr[:, :, ::-1], metadata, scale=1.0)
+        visualizer = Visualizer(image_bgr[:, :, ::-1], predictor.metadata, scale=1.0)
         out = visualizer.draw_instance_predictions(instances).get_image()[:, :, ::-1].copy()
         if title:
             cv2.putText(out, title, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 3, cv2.LINE_AA)
@@ -91,14 +90,14 @@ def _targets(files: Sequence[str], output: str) -> List[str]:
     return targets
 
 
-def _video(predictor, path, target, per_stage, metadata) -> int:
+def _video(predictor, path, target, per_stage) -> int:
     """Draw every frame of the video at `path` into an .mp4 at `target`; it appears there only when complete."""
     capture = cv2.VideoCapture(path)
     if not capture.isOpened():
         raise OSError(f"--input {path}: cannot open the video")
     partial = os.path.join(os.path.dirname(target), "." + os.path.basename(target) + ".partial.mp4")
     try:
-        frames = _draw_frames(capture, predictor, path, partial, per_stage, metadata)
+        frames = _draw_frames(capture, predictor, path, partial, per_stage)
     except BaseException:
         if os.path.exists(partial):
             os.remove(partial)
@@ -112,7 +111,7 @@ def _video(predictor, path, target, per_stage, metadata) -> int:
     return frames
 
 
-def _draw_frames(capture, predictor, path, partial, per_stage, metadata) -> int:
+def _draw_frames(capture, predictor, path, partial, per_stage) -> int:
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     writer, frames = None, 0
@@ -121,7 +120,7 @@ def _draw_frames(capture, predictor, path, partial, per_stage, metadata) -> int:
             ok, frame = capture.read()
             if not ok:
                 break
-            drawn = draw(predictor, frame, per_stage, metadata)
+            drawn = draw(predictor, frame, per_stage)
             if writer is None:
                 writer = cv2.VideoWriter(partial, cv2.VideoWriter_fourcc(*"mp4v"), fps, drawn.shape[1::-1])
                 if not writer.isOpened():
@@ -146,18 +145,16 @@ def main(argv: Sequence[str] = None) -> List[str]:
     predictor = Predictor(args.config_file, args.weights, score_thresh=args.confidence_threshold, overrides=args.opts)
     if args.per_stage and not predictor.is_cascade:
         parser.error("--per-stage needs a cascade model (CascadeRCNNROIHeads)")
-    names = predictor.run.test_datasets or predictor.run.train_datasets
-    metadata = MetadataCatalog.get(names[0]) if names else None
     os.makedirs(args.output, exist_ok=True)
     images = [(f, t) for f, t in zip(files, targets) if not f.lower().endswith(VIDEO_EXTENSIONS)]
     for path, target in tqdm(images, desc="images", unit="image", disable=len(images) < 2):
         image = cv2.imread(path, cv2.IMREAD_COLOR)
         if image is None:
             raise OSError(f"--input: cannot read the image {path}")
-        write_png(target, draw(predictor, image, args.per_stage, metadata))
+        write_png(target, draw(predictor, image, args.per_stage))
     for path, target in zip(files, targets):
         if path.lower().endswith(VIDEO_EXTENSIONS):
-            frames = _video(predictor, path, target, args.per_stage, metadata)
+            frames = _video(predictor, path, target, args.per_stage)
             print(f"{path}: {frames} frames drawn into {target}")
     print(f"wrote {len(targets)} file(s) into {args.output}")
     return targets

@@ -70,7 +70,8 @@ class Predictor:
                 predictor.test_score_thresh = float(score_thresh)
         self.input_format, self.augmentations = run.test_preprocessing()
         names = run.test_datasets or run.train_datasets
-        self.class_names = list(MetadataCatalog.get(names[0]).get("thing_classes", [])) if names else []
+        self.metadata = MetadataCatalog.get(names[0]) if names else None  # its datasets' (class names, colours)
+        self.class_names = list(self.metadata.get("thing_classes", [])) if self.metadata is not None else []
 
     def __call__(self, images: Union[Image, List[Image]], per_stage: bool = False, image_format: str = "BGR"):
         """Detections of one image (Instances) or of a list (a list of them, run as one batch). With `per_stage`

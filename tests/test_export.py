@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cascade_det.engine import load_config
-from cascade_det.export import compare, export, load_exported, main, within_tolerance
+from cascade_det.export import compare, export, image_tensor, load_exported, main, within_tolerance
 
 from detectron2.config import instantiate
 
@@ -48,7 +48,7 @@ def test_exported_quickstart_matches_the_eager_model_at_sizes_it_was_not_traced_
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_exported_cascade_mask_model_gives_the_eager_masks_at_other_sizes(fmt, shapes_image, tmp_path):
     model = small_cascade_mask_model()
-    sample = torch.as_tensor(cv2.imread(shapes_image).transpose(2, 0, 1).copy()).float()
+    sample = image_tensor(shapes_image, "BGR")
     exported = load_exported(export(model, sample, fmt, str(tmp_path)))
     assert not any(m.training for m in model.modules())  # exporting leaves the model in eval mode
     for image in images_of_other_sizes(shapes_image)[:2]:
@@ -58,7 +58,7 @@ def test_exported_cascade_mask_model_gives_the_eager_masks_at_other_sizes(fmt, s
 
 def test_the_comparison_catches_an_export_of_a_different_model(quickstart_weights, shapes_image, tmp_path):
     model = quickstart_model(quickstart_weights)
-    sample = torch.as_tensor(cv2.imread(shapes_image).transpose(2, 0, 1).copy()).float()
+    sample = image_tensor(shapes_image, "BGR")
     exported = load_exported(export(model, sample, "torchscript", str(tmp_path)))
     with torch.no_grad():
         model.roi_heads.box_predictor[2].bbox_pred.bias.add_(0.5)  # the last stage's boxes move
