@@ -22,6 +22,9 @@ setup(
         "opencv-python-headless",
         "safetensors",
         "matplotlib",
+        "omegaconf>=2.1",  # LazyConfig nodes (cascade_det.engine)
+        "tabulate",  # the tables in logs and tool output
+        "tqdm",  # the tools' progress bars
         "faster-coco-eval>=1.8,<1.9",  # the COCO evaluation backend (C++; pycocotools gives the same numbers)
         "submitit>=1.5,<1.6",  # reads SLURM's environment (node list) for multi-node launches
         "scipy",  # pairs exported detections with the eager model's (cascade_det.export)

@@ -22,14 +22,14 @@ logger = logging.getLogger("cascade_det")
 
 
 def main(args):
-    run = setup(args)  # every check that can refuse the run happens here, before anything is written
+    plan = setup(args)  # every check that can refuse the run happens here, before anything is written
     if args.eval_only:
-        return CascadeTrainer.evaluate_checkpoint(run, resume=args.resume)
-    trainer = CascadeTrainer(run)
+        return CascadeTrainer.evaluate_checkpoint(plan)
+    trainer = CascadeTrainer(plan.run)
     trainer.resume_or_load(resume=args.resume)
     results = trainer.train()
     if comm.is_main_process():
-        out = os.path.abspath(run.output_dir)
+        out = os.path.abspath(plan.run.settings.output_dir)
         logger.info(
             "Done. Model: %s; metrics: %s; TensorBoard events: %s",
             os.path.join(out, "model_final.pth"),

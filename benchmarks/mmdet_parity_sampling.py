@@ -35,13 +35,13 @@ def build_models(checkpoint: str):
     from mmdet.registry import MODELS
 
     from cascade_det.checkpoint import SafeDetectionCheckpointer
-    from cascade_det.engine import RunConfig, load_config
+    from cascade_det.engine import Run, load_config
 
     from detectron2.config import instantiate
 
     mmdet = MODELS.build(mmdet_config(os.path.join(ROOT, "output", "unused"), 0, 1, None).model)
     mmdet.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"])
-    ours = instantiate(RunConfig.of(load_config(OURS, ["train.device=cpu"])).cfg.model)
+    ours = instantiate(Run.of(load_config(OURS, ["train.device=cpu"])).cfg.model)
     checkpointer = SafeDetectionCheckpointer(ours)
     checkpointer.load(checkpoint)
     if checkpointer.last_load_report["missing"]:

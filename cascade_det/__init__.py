@@ -10,13 +10,25 @@ compat.apply()
 
 from . import data, modeling  # noqa: E402  (registration runs on import, after the compat fixes)
 from .config import add_cascade_config  # noqa: E402
+from .errors import Error  # noqa: E402
 from .modeling import CascadeOutputLayers, CascadeRCNNROIHeads  # noqa: E402
-from .predictor import Predictor  # noqa: E402
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # `cascade_det.Predictor` is imported when first used: registering the heads does not pull in the engine.
+    if name == "Predictor":
+        from .predictor import Predictor
+
+        return Predictor
+    raise AttributeError(f"module 'cascade_det' has no attribute {name!r}")
+
+
 __all__ = [
     "CascadeOutputLayers",
     "CascadeRCNNROIHeads",
+    "Error",
     "Predictor",
     "add_cascade_config",
     "compat",

@@ -21,10 +21,10 @@ from tabulate import tabulate
 from detectron2.utils.analysis import FlopCountAnalysis
 
 from .engine.args import config_tool_parser
-from .engine.run_config import RunConfig
+from .engine.run import Run
 from .engine.setup import load_config
-from .export import quiet_tracing
 from .modeling.speed import plain_convolutions
+from .tracing import quiet_tracing
 
 __all__ = ["analyze", "main"]
 
@@ -71,7 +71,7 @@ def analyze(model, height: int, width: int) -> Dict[str, Dict[str, float]]:
     return report
 
 
-def _test_size(run: RunConfig) -> Tuple[int, int]:
+def _test_size(run: Run) -> Tuple[int, int]:
     """(short side, long side) of the config's test-time resize; 800 x 1333 where it has none."""
     for resize in run.test_preprocessing()[1]:
         if hasattr(resize, "short_edge_length"):
@@ -85,8 +85,7 @@ def main(argv: Sequence[str] = None) -> Dict:
     parser.add_argument("--size", default="", help="HxW of the image (default: the config's test size)")
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = parser.parse_args(argv)
-    run = RunConfig.of(load_config(args.config_file, args.opts))
-    run.set("device", "cpu")
+    run = Run.of(load_config(args.config_file, args.opts), world_size=1).replace(device="cpu")
     if args.size:
         height, width = (int(v) for v in args.size.lower().split("x"))
     else:

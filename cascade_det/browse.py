@@ -21,10 +21,10 @@ from detectron2.utils.visualizer import Visualizer
 
 from .data import check_datasets
 from .data.register import register_from_args
-from .demo import refuse_existing, write_png
 from .engine.args import add_register_arguments, config_tool_parser
-from .engine.run_config import RunConfig
+from .engine.run import Run
 from .engine.setup import load_config
+from .outputs import refuse_existing, write_png
 
 __all__ = ["main"]
 
@@ -37,11 +37,12 @@ def main(argv: Sequence[str] = None) -> List[str]:
     parser.add_argument("--limit", type=int, default=0, help="draw at most this many images (0: all)")
     args = parser.parse_args(argv)
     register_from_args(args.register_coco, args.register_voc)
-    run = RunConfig.of(load_config(args.config_file, args.opts))
-    names = run.train_datasets if args.split == "train" else run.test_datasets
+    run = Run.of(load_config(args.config_file, args.opts), world_size=1)
+    setting = f"{args.split}_datasets"
+    names = getattr(run.settings, setting)
     if not names:
-        parser.error(f"{run.dataset_key(args.split)} names no dataset")
-    check_datasets(names, split="training" if args.split == "train" else "test", key=run.dataset_key(args.split))
+        parser.error(f"{run.key(setting)} names no dataset")
+    check_datasets(names, split="training" if args.split == "train" else "test", key=run.key(setting))
     mapper = run.build_train_mapper() if args.train_augmentation else None
     written = []
     os.makedirs(args.output, exist_ok=True)

@@ -22,6 +22,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 
 from .convert import convert_known_layouts
+from .errors import Error
 from .weights import (
     UnsafeCheckpointError,
     WeightsFileError,
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 _CHECKPOINT_NAME = re.compile(r"^model_(\d+|final)\.pth$")
 
 
-class NonFiniteWeightsError(ValueError):
+class NonFiniteWeightsError(Error, ValueError):
     """Weights that contain NaN or infinity: never written, never loaded."""
 
 
@@ -60,12 +61,29 @@ def run_checkpoints(folder: str) -> List[str]:
     return [os.path.join(folder, name) for _, name in found]
 
 
+class _AtomicWrites:
+    """A path manager (iopath's interface, as fvcore's checkpointer uses it) whose files opened for writing are
+    written atomically (`atomic_write`: a temporary file, flushed, then renamed); everything else is `inner`'s."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def open(self, path: str, mode: str = "r", **kwargs):
+        if "w" not in mode:
+            return self.inner.open(path, mode, **kwargs)
+        return atomic_write(path, text="b" not in mode)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
 class SafeDetectionCheckpointer(DetectionCheckpointer):
     """`DetectionCheckpointer` whose loading runs no pickled code unless `allow_unsafe_pickle` is set, whose saving
     is atomic and refuses non-finite weights, and whose resuming falls back to the newest intact checkpoint."""
 
     def __init__(self, model, save_dir="", *, allow_unsafe_pickle: bool = False, **kwargs):
         super().__init__(model, save_dir, **kwargs)
+        self.path_manager = _AtomicWrites(self.path_manager)
         self.allow_unsafe_pickle = allow_unsafe_pickle
         self.last_load_report: Dict[str, list] = {}
         self.loaded_from = ""  # the file the last load read
@@ -128,27 +146,15 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
 
     # ---- writing ----
     def save(self, name: str, **kwargs) -> None:
-        """Write `<save_dir>/<name>.pth` atomically, then point `last_checkpoint` at it. Non-finite weights are
-        refused (NonFiniteWeightsError): a diverged model never replaces a good checkpoint."""
-        if not self.save_dir or not self.save_to_disk:
-            return
-        data = {"model": self.model.state_dict()}
-        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
-        data.update(kwargs)
-        bad = non_finite_tensors(data["model"])
-        if bad:
+        """fvcore's `save` (`<save_dir>/<name>.pth`, then `last_checkpoint` pointing at it), both written atomically
+        through `self.path_manager` (`_AtomicWrites`). Non-finite weights are refused (NonFiniteWeightsError): a
+        diverged model never replaces a good checkpoint."""
+        bad = non_finite_tensors(self.model.state_dict())
+        if bad and self.save_dir and self.save_to_disk:
             raise NonFiniteWeightsError(
                 f"Not writing {name}.pth: {len(bad)} weight tensors are not finite (e.g. {', '.join(bad[:3])})"
             )
-        path = os.path.join(self.save_dir, f"{name}.pth")
-        self.logger.info("Saving checkpoint to %s", path)
-        with atomic_write(path) as f:
-            torch.save(data, f)
-        self.tag_last_checkpoint(os.path.basename(path))
-
-    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
-        with atomic_write(os.path.join(self.save_dir, "last_checkpoint")) as f:
-            f.write(last_filename_basename.encode())
+        super().save(name, **kwargs)
 
     # ---- resuming ----
     def resume_candidates(self) -> List[str]:

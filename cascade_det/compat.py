@@ -1,9 +1,10 @@
 """Make Detectron2 0.6 run on Python 3.11, numpy 2, Pillow >= 10 and torch 2.
 
 Applied when `cascade_det` is imported (import `cascade_det` before `detectron2.layers` or `detectron2.data`).
-Each fix is one function, listed in `FIXES`: it first checks whether the installed Detectron2 (0.6, or main, which
-fixed some of these) and its stack need it, applies itself only then, once, and logs what it did at debug level
-(`logging.getLogger("cascade_det.compat")`). Each has a test in `tests/test_compat.py`. The breaks were measured on
+Each fix is one function, listed in `FIXES`, applied once, logging what it did at debug level
+(`logging.getLogger("cascade_det.compat")`). Most first check whether the installed Detectron2 (0.6, or main, which
+fixed some of these) and its stack need them and apply only then; `cpu_distributed` and `quiet_deprecated_imports`
+apply to both versions, which share those breaks. Each has a test in `tests/test_compat.py`. The breaks were measured on
 Detectron2 0.6 with Python 3.11, numpy 2, Pillow >= 10 and torch 2:
 
 | fix                        | break it repairs                                                              |
@@ -21,6 +22,8 @@ Detectron2 0.6 with Python 3.11, numpy 2, Pillow >= 10 and torch 2:
 | `coco_eval_fallback`       | `COCOeval_opt` needs the C++ extension: faster-coco-eval's COCOeval instead   |
 | `cpu_distributed`          | `create_ddp_model` passes a GPU id for CPU models (DDP refuses it)            |
 | `meshgrid_indexing`        | the anchor grid calls torch.meshgrid without `indexing` (a warning per run)   |
+| `trainer_state`            | 0.6's `DefaultTrainer` leaves its inner trainer out of checkpoints (optimizer |
+|                            | momentum, AMP scaler): a resumed run is not the run; main saves it            |
 | `export_without_caffe2`    | `detectron2.export` imports caffe2, gone from PyTorch: TracingAdapter and     |
 |                            | `detectron2.utils.analysis` fail to import                                    |
 """
@@ -35,12 +38,14 @@ from typing import Optional
 
 import numpy as np
 
+from .errors import Error
+
 logger = logging.getLogger(__name__)
 
 _applied = set()
 
 
-class CppOpUnavailableError(RuntimeError):
+class CppOpUnavailableError(Error, RuntimeError):
     """Raised when code asks for a Detectron2 C++ op that this pure-Python install does not have."""
 
 
@@ -162,6 +167,26 @@ def torch2_scheduler_state() -> Optional[str]:
     return "hooks.LRScheduler saves and restores torch 2 schedulers"
 
 
+def trainer_state() -> Optional[str]:
+    """Detectron2 main's `DefaultTrainer.state_dict` / `load_state_dict` (the inner trainer's state: optimizer, AMP
+    scaler) where the installed Detectron2 (0.6) lacks them."""
+    from detectron2.engine import DefaultTrainer
+
+    if "state_dict" in vars(DefaultTrainer):
+        return None
+
+    def state_dict(self):
+        return {**super(DefaultTrainer, self).state_dict(), "_trainer": self._trainer.state_dict()}
+
+    def load_state_dict(self, state_dict):
+        super(DefaultTrainer, self).load_state_dict(state_dict)
+        self._trainer.load_state_dict(state_dict["_trainer"])
+
+    DefaultTrainer.state_dict = state_dict
+    DefaultTrainer.load_state_dict = load_state_dict
+    return "DefaultTrainer checkpoints hold the inner trainer's state (optimizer, AMP scaler), as on main"
+
+
 def coco_eval_fallback() -> Optional[str]:
     """Detectron2's fast COCOeval (`COCOeval_opt`, used with `use_fast_impl=True`) is C++: without the build, use
     faster-coco-eval's (C++ as well, same numbers), or pycocotools' where faster-coco-eval is not installed."""
@@ -264,6 +289,7 @@ FIXES = (
     quiet_deprecated_imports,
     map_dataset_fallback,
     torch2_scheduler_state,
+    trainer_state,
     coco_eval_fallback,
     cpu_distributed,
     meshgrid_indexing,

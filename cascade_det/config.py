@@ -1,43 +1,88 @@
-"""cascade_det's options: one table of every key it adds, with its default, for both config styles.
+"""cascade_det's keys: one table (`OPTIONS`) of every config key it adds or reads, for both config styles.
 
-Each `Option` names the yacs key (added to a Detectron2 `CfgNode` by `add_cascade_config`) and, for run settings,
-the LazyConfig key (`configs/common/train.py` writes `lazy_train_defaults()` into `train`). The model options are
-also the constructor arguments of `CascadeRCNNROIHeads` / `CascadeOutputLayers`, whose keyword defaults come from
-this table, so a default is written once.
+Each `Option` names the yacs key and the LazyConfig key of one value, its default and what it means:
 
-`lazy_cascade_stages` builds the per-stage parts of the cascade heads as LazyConfig nodes.
+  * the cascade heads' and the RPN's options (yacs keys only: in a LazyConfig they are constructor arguments of
+    `CascadeRCNNROIHeads` / `CascadeOutputLayers` / `MaxIoUMatcher`, whose keyword defaults come from this table);
+  * run settings (`setting` names them): cascade_det's own (`add_cascade_config` adds their yacs keys,
+    `lazy_train_defaults()` their `train.*` keys) and the Detectron2 keys the trainer reads (`detectron2=True`:
+    Detectron2 defines them; not added here). `cascade_det.engine.Run` reads, checks and records each of them.
+
+A key is spelt here once; everything else asks this table. This module imports nothing of cascade_det: it is the
+bottom of the package.
 """
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional
 
 from detectron2.config import CfgNode as CN
-from detectron2.layers import ShapeSpec
 
 __all__ = [
     "CASCADE_HEAD",
+    "EVAL_BACKENDS",
     "OPTIONS",
     "Option",
+    "REQUIRED",
     "add_cascade_config",
     "cascade_head_default",
-    "lazy_cascade_stages",
+    "get_dotted",
     "lazy_train_defaults",
+    "option",
     "option_default",
+    "run_options",
+    "set_dotted",
+    "setting_keys",
     "yacs_option",
 ]
 
 CASCADE_HEAD = "MODEL.ROI_BOX_CASCADE_HEAD"
+EVAL_BACKENDS = ("faster-coco-eval", "pycocotools")
+REQUIRED = object()  # default of a Detectron2 key a LazyConfig must have (its common/train.py writes it)
+
+
+def _positive_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _non_negative_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _bool(v) -> bool:
+    return isinstance(v, bool)
+
+
+def _text(v) -> bool:
+    return isinstance(v, str)
+
+
+def _names(v) -> bool:
+    return isinstance(v, str) or (isinstance(v, (list, tuple)) and all(isinstance(n, str) for n in v))
+
+
+def _anything(v) -> bool:
+    return True
 
 
 @dataclass(frozen=True)
 class Option:
-    """One option cascade_det adds: its yacs key, its LazyConfig key (None: a constructor argument of the heads or
-    predictors instead) and its default."""
+    """One key of cascade_det: its yacs key (None: yacs has none, the value is always `default` there), its
+    LazyConfig key (None: a constructor argument instead), its default, and what it means. A run setting also has
+    `setting` (its name in `cascade_det.engine.RunSettings`), a `check` of its value and what the check `expects`
+    (for messages); `detectron2=True` marks a key that Detectron2 itself defines."""
 
-    yacs: str
+    yacs: Optional[str]
     lazy: Optional[str]
     default: Any
     meaning: str
+    setting: Optional[str] = None
+    check: Callable[[Any], bool] = _anything
+    expects: str = ""
+    detectron2: bool = False
 
 
 OPTIONS = [
@@ -84,63 +129,261 @@ OPTIONS = [
         0.0,
         "InsideAnchorsRPN: the IoU a box's best anchor needs to become positive anyway (MMDetection's min_pos_iou)",
     ),
-    # Run settings (read by the trainer through cascade_det.engine.RunConfig).
-    Option("TEST.PER_STAGE_EVAL", "train.per_stage_eval", False, "also evaluate each stage's own detections"),
-    Option(
-        "TEST.EVAL_BACKEND",
-        "train.eval_backend",
-        "faster-coco-eval",
-        "COCO evaluation: faster-coco-eval (C++) or pycocotools (same numbers, slower)",
-    ),
-    Option(
-        "MODEL.ALLOW_UNSAFE_PICKLE",
-        "train.allow_unsafe_pickle",
-        False,
-        "load checkpoints with arbitrary unpickling (runs code a file may carry): trusted files only",
-    ),
-    Option(
-        "MODEL.ALLOW_PARTIAL_CHECKPOINT",
-        "train.allow_partial_checkpoint",
-        False,
-        "accept a checkpoint that leaves part of the model (--eval-only) or of its backbone (training) unloaded",
-    ),
-    Option(
-        "MODEL.SPEED.FOLD_FROZEN_BN",
-        "train.speed.fold_frozen_bn",
-        True,
-        "frozen BN folded into the convolutions (same outputs and gradients)",
-    ),
-    Option(
-        "MODEL.SPEED.CHANNELS_LAST_INFERENCE",
-        "train.speed.channels_last_inference",
-        True,
-        "channels-last convolutions at inference",
-    ),
-    Option(
-        "SOLVER.REFERENCE_WORLD_SIZE",
-        "train.reference_world_size",
-        0,
-        "> 0: batch, lr and schedule scale with the number of processes",
-    ),
-    Option(
-        "SOLVER.LOSS_EXPLOSION_FACTOR",
-        "train.loss_explosion_factor",
-        1e4,
-        "stop when the total loss exceeds this x the median of the last 100 iterations' (0: off)",
-    ),
+    # The training loader (cascade_det.data.build_train_loader; LazyConfig: its argument of the same name).
     Option(
         "DATALOADER.SKIP_UNREADABLE_IMAGES",
         "dataloader.train.skip_unreadable_images",
         False,
         "skip training images that cannot be read (logged and counted) instead of stopping",
     ),
+    # Run settings of cascade_det (read, checked and recorded by cascade_det.engine.Run).
+    Option(
+        "TEST.PER_STAGE_EVAL",
+        "train.per_stage_eval",
+        False,
+        "also evaluate each stage's own detections",
+        "per_stage_eval",
+        _bool,
+        "true or false",
+    ),
+    Option(
+        "TEST.EVAL_BACKEND",
+        "train.eval_backend",
+        "faster-coco-eval",
+        "COCO evaluation: faster-coco-eval (C++) or pycocotools (same numbers, slower)",
+        "eval_backend",
+        lambda v: v in EVAL_BACKENDS,
+        f"one of {EVAL_BACKENDS}",
+    ),
+    Option(
+        "MODEL.ALLOW_UNSAFE_PICKLE",
+        "train.allow_unsafe_pickle",
+        False,
+        "load checkpoints with arbitrary unpickling (runs code a file may carry): trusted files only",
+        "allow_unsafe_pickle",
+        _bool,
+        "true or false",
+    ),
+    Option(
+        "MODEL.ALLOW_PARTIAL_CHECKPOINT",
+        "train.allow_partial_checkpoint",
+        False,
+        "accept a checkpoint that leaves part of the model (--eval-only) or of its backbone (training) unloaded",
+        "allow_partial_checkpoint",
+        _bool,
+        "true or false",
+    ),
+    Option(
+        "MODEL.SPEED.FOLD_FROZEN_BN",
+        "train.speed.fold_frozen_bn",
+        True,
+        "frozen BN folded into the convolutions (same outputs and gradients)",
+        "fold_frozen_bn",
+        _bool,
+        "true or false",
+    ),
+    Option(
+        "MODEL.SPEED.CHANNELS_LAST_INFERENCE",
+        "train.speed.channels_last_inference",
+        True,
+        "channels-last convolutions at inference",
+        "channels_last_inference",
+        _bool,
+        "true or false",
+    ),
+    Option(
+        "SOLVER.REFERENCE_WORLD_SIZE",
+        "train.reference_world_size",
+        0,
+        "> 0: batch, lr and schedule scale with the number of processes",
+        "reference_world_size",
+        _non_negative_int,
+        "an integer >= 0",
+    ),
+    Option(
+        "SOLVER.LOSS_EXPLOSION_FACTOR",
+        "train.loss_explosion_factor",
+        1e4,
+        "stop when the total loss exceeds this x the median of the last 100 iterations' (0: off)",
+        "loss_explosion_factor",
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+        "a number >= 0 (0: off)",
+    ),
+    # Run settings of Detectron2 that the trainer reads (Detectron2 defines the keys and their defaults).
+    *(
+        Option(yacs, lazy, default, meaning, setting, check, expects, detectron2=True)
+        for setting, yacs, lazy, default, check, expects, meaning in (
+            (
+                "output_dir",
+                "OUTPUT_DIR",
+                "train.output_dir",
+                REQUIRED,
+                lambda v: _text(v) and v != "",
+                "a folder path",
+                "where checkpoints, logs, metrics and evaluations go",
+            ),
+            (
+                "max_iter",
+                "SOLVER.MAX_ITER",
+                "train.max_iter",
+                REQUIRED,
+                _positive_int,
+                "a positive integer",
+                "training iterations",
+            ),
+            (
+                "weights",
+                "MODEL.WEIGHTS",
+                "train.init_checkpoint",
+                "",
+                lambda v: v is None or _text(v),
+                "a file path or ''",
+                "initial weights (training) or the weights evaluated (--eval-only)",
+            ),
+            (
+                "amp",
+                "SOLVER.AMP.ENABLED",
+                "train.amp.enabled",
+                False,
+                _bool,
+                "true or false",
+                "automatic mixed precision",
+            ),
+            (
+                "checkpoint_period",
+                "SOLVER.CHECKPOINT_PERIOD",
+                "train.checkpointer.period",
+                REQUIRED,
+                _positive_int,
+                "a positive integer",
+                "iterations between checkpoints",
+            ),
+            (
+                "max_to_keep",
+                None,
+                "train.checkpointer.max_to_keep",
+                None,
+                lambda v: v is None or _positive_int(v),
+                "a positive integer, or null for all",
+                "periodic checkpoints kept (yacs: all)",
+            ),
+            (
+                "eval_period",
+                "TEST.EVAL_PERIOD",
+                "train.eval_period",
+                REQUIRED,
+                _non_negative_int,
+                "an integer >= 0",
+                "iterations between evaluations (0: only at the end)",
+            ),
+            (
+                "log_period",
+                None,
+                "train.log_period",
+                20,
+                _positive_int,
+                "a positive integer",
+                "iterations between metric writes (yacs: 20, as DefaultTrainer)",
+            ),
+            ("seed", "SEED", "train.seed", -1, _int, "an integer (< 0: a random seed)", "the run's random seed"),
+            (
+                "device",
+                "MODEL.DEVICE",
+                "train.device",
+                REQUIRED,
+                _text,
+                "a device name such as 'cpu' or 'cuda'",
+                "where the model runs",
+            ),
+            (
+                "total_batch_size",
+                "SOLVER.IMS_PER_BATCH",
+                "dataloader.train.total_batch_size",
+                REQUIRED,
+                _positive_int,
+                "a positive multiple of the number of processes",
+                "images per iteration, all processes",
+            ),
+            (
+                "num_workers",
+                "DATALOADER.NUM_WORKERS",
+                "dataloader.train.num_workers",
+                0,
+                _non_negative_int,
+                "an integer >= 0",
+                "training loader worker processes per process",
+            ),
+            (
+                "cudnn_benchmark",
+                "CUDNN_BENCHMARK",
+                "train.cudnn_benchmark",
+                False,
+                _bool,
+                "true or false",
+                "cuDNN's algorithm search in training (Detectron2's default_setup)",
+            ),
+            (
+                "num_classes",
+                "MODEL.ROI_HEADS.NUM_CLASSES",
+                "model.roi_heads.num_classes",
+                None,
+                lambda v: v is None or _positive_int(v),
+                "a positive integer (or null: from the datasets)",
+                "foreground classes the model predicts",
+            ),
+            (
+                "train_datasets",
+                "DATASETS.TRAIN",
+                "dataloader.train.dataset.names",
+                (),
+                _names,
+                "a registered dataset name or a list of them",
+                "training datasets",
+            ),
+            (
+                "test_datasets",
+                "DATASETS.TEST",
+                "dataloader.test.dataset.names",
+                (),
+                _names,
+                "a registered dataset name or a list of them",
+                "test datasets (evaluated one by one)",
+            ),
+            (
+                "base_lr",
+                "SOLVER.BASE_LR",
+                "optimizer.lr",
+                REQUIRED,
+                lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
+                "a positive number",
+                "learning rate",
+            ),
+        )
+    ),
 ]
-_BY_YACS = {o.yacs: o for o in OPTIONS}
+_BY_YACS = {o.yacs: o for o in OPTIONS if o.yacs}
+_BY_SETTING = {o.setting: o for o in OPTIONS if o.setting}
+
+
+def run_options() -> Dict[str, Option]:
+    """The run settings' options by setting name (output_dir, max_iter, ..., per_stage_eval, ...)."""
+    return dict(_BY_SETTING)
+
+
+def setting_keys(setting: str) -> str:
+    """Both spellings of run setting `setting` for a message: "train.x=... (LazyConfig) or X ... (yacs)"."""
+    option = _BY_SETTING[setting]
+    return f"{option.lazy} (LazyConfig) or {option.yacs or 'no key'} (yacs)"
 
 
 def cascade_head_default(name: str) -> Any:
     """Default of the cascade-head option `name` (e.g. "STAGE_SAMPLING"); the heads' keyword defaults use it."""
     return option_default(f"{CASCADE_HEAD}.{name}")
+
+
+def option(yacs_key: str) -> Option:
+    """The option whose yacs key is `yacs_key`."""
+    return _BY_YACS[yacs_key]
 
 
 def option_default(yacs_key: str) -> Any:
@@ -151,12 +394,30 @@ def option_default(yacs_key: str) -> Any:
 def yacs_option(cfg: CN, key: str) -> Any:
     """`key` (e.g. "TEST.PER_STAGE_EVAL") of a yacs config, or its default when the config lacks it (a user's own
     Detectron2 config without add_cascade_config gets Detectron2's behaviour)."""
+    return get_dotted(cfg, key, _BY_YACS[key].default)
+
+
+def get_dotted(cfg: dict, key: str, default: Any) -> Any:
+    """`cfg["A"]["B"]["C"]` for key "A.B.C" in nested dicts (a yacs CfgNode is one), or `default` where a part is
+    missing."""
     node = cfg
     for part in key.split("."):
-        if not isinstance(node, CN) or part not in node:
-            return _BY_YACS[key].default
+        if not isinstance(node, dict) or part not in node:
+            return default
         node = node[part]
     return node
+
+
+def set_dotted(cfg: dict, key: str, value: Any) -> None:
+    """Set key "A.B.C" of nested dicts that the caller owns (a yacs CfgNode not frozen), making missing parents of
+    the same type as `cfg`."""
+    *parents, leaf = key.split(".")
+    node = cfg
+    for part in parents:
+        if part not in node:
+            node[part] = type(cfg)()
+        node = node[part]
+    node[leaf] = value
 
 
 def add_cascade_config(cfg: CN) -> CN:
@@ -165,13 +426,9 @@ def add_cascade_config(cfg: CN) -> CN:
     Detectron2's own cascade keys keep their meaning: MODEL.ROI_BOX_CASCADE_HEAD.IOUS (one IoU threshold per stage;
     the number of stages) and .BBOX_REG_WEIGHTS (one box-coder weight tuple per stage)."""
     for option in OPTIONS:
-        *parents, leaf = option.yacs.split(".")
-        node = cfg
-        for part in parents:
-            if part not in node:
-                node[part] = CN()
-            node = node[part]
-        node[leaf] = list(option.default) if isinstance(option.default, list) else option.default
+        if option.detectron2 or option.yacs is None:
+            continue
+        set_dotted(cfg, option.yacs, list(option.default) if isinstance(option.default, list) else option.default)
     # Detectron2's cascade is class-agnostic; this is the default a cascade config starts from.
     cfg.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG = True
     return cfg
@@ -181,57 +438,7 @@ def lazy_train_defaults() -> Dict[str, Any]:
     """The `train.*` run settings of `OPTIONS` with their defaults, nested as `train.update(**...)` takes them."""
     out: Dict[str, Any] = {}
     for option in OPTIONS:
-        if option.lazy is None or not option.lazy.startswith("train."):
+        if option.detectron2 or option.lazy is None or not option.lazy.startswith("train."):
             continue
-        *parents, leaf = option.lazy.split(".")[1:]
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = option.default
+        set_dotted(out, option.lazy[len("train.") :], option.default)
     return out
-
-
-_POOLED_SHAPE = ShapeSpec(channels=256, height=7, width=7)  # FPN features pooled to 7x7, as in Detectron2
-
-
-def lazy_cascade_stages(
-    ious: Sequence[float] = (0.5, 0.6, 0.7),
-    bbox_reg_weights: Sequence[Sequence[float]] = ((10, 10, 5, 5), (20, 20, 10, 10), (30, 30, 15, 15)),
-    pooled_shape: ShapeSpec = _POOLED_SHAPE,
-    fc_dims: Sequence[int] = (1024, 1024),
-    predictor=None,
-    **predictor_kwargs,
-) -> dict:
-    """The per-stage parts of `CascadeRCNNROIHeads` as LazyConfig nodes, one set per IoU threshold:
-    `model.roi_heads.update(**lazy_cascade_stages(ious=[0.5, 0.6, 0.7, 0.75], bbox_reg_weights=[...]))`
-    changes the number of stages in one place. Defaults are the paper's (and both frameworks') 3 stages.
-    `predictor` is the box predictor class (default `CascadeOutputLayers`); `predictor_kwargs` go to each
-    stage's predictor (e.g. `box_reg_loss_type="giou"`); the test score threshold defaults to 0.05, as in
-    Detectron2's configs (`FastRCNNOutputLayers` itself defaults to 0)."""
-    from detectron2.config import LazyCall as L
-    from detectron2.modeling.box_regression import Box2BoxTransform
-    from detectron2.modeling.matcher import Matcher
-    from detectron2.modeling.roi_heads import FastRCNNConvFCHead
-
-    from .modeling import CascadeOutputLayers, check_cascade_stages
-
-    check_cascade_stages(ious, bbox_reg_weights, keys=("lazy_cascade_stages(ious)", "bbox_reg_weights"))
-    predictor = predictor or CascadeOutputLayers
-    predictor_kwargs = {"test_score_thresh": 0.05, **predictor_kwargs}
-    return {
-        "box_heads": [
-            L(FastRCNNConvFCHead)(input_shape=pooled_shape, conv_dims=[], fc_dims=list(fc_dims)) for _ in ious
-        ],
-        "box_predictors": [
-            L(predictor)(
-                input_shape=ShapeSpec(channels=fc_dims[-1]),
-                box2box_transform=L(Box2BoxTransform)(weights=tuple(weights)),
-                num_classes="${...num_classes}",
-                **predictor_kwargs,
-            )
-            for weights in bbox_reg_weights
-        ],
-        "proposal_matchers": [
-            L(Matcher)(thresholds=[float(iou)], labels=[0, 1], allow_low_quality_matches=False) for iou in ious
-        ],
-    }

@@ -55,7 +55,8 @@ logger = logging.getLogger(__name__)
 # MMDetection's cascade recipes (every cascade-rcnn / cascade-mask-rcnn config of v2 and v3): the box coder's
 # target stds of stages 0, 1, 2; target means are 0.
 MMDET_CASCADE_TARGET_STDS = ((0.1, 0.1, 0.2, 0.2), (0.05, 0.05, 0.1, 0.1), (0.033, 0.033, 0.067, 0.067))
-# Detectron2's cascade box-coder weights, which our recipe configs keep.
+# Detectron2's cascade box-coder weights: what a converted checkpoint is scaled for when no model tells otherwise
+# (Detectron2's configs and ours of Detectron2's recipe; the MMDetection-recipe configs use 1/std instead).
 DETECTRON2_CASCADE_WEIGHTS = ((10.0, 10.0, 5.0, 5.0), (20.0, 20.0, 10.0, 10.0), (30.0, 30.0, 15.0, 15.0))
 
 # MMDetection name (after "neck." / "rpn_head." / "roi_head.") -> Detectron2 name; {i}/{t} are numbers.

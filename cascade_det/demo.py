@@ -22,10 +22,10 @@ from tqdm import tqdm
 from detectron2.utils.visualizer import Visualizer
 
 from .engine.args import config_tool_parser
+from .outputs import refuse_existing, write_png
 from .predictor import Predictor
-from .weights import atomic_write
 
-__all__ = ["draw", "main", "refuse_existing", "resolve_inputs", "write_png"]
+__all__ = ["draw", "main", "resolve_inputs"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -61,21 +61,6 @@ def draw(predictor: Predictor, image_bgr: np.ndarray, per_stage: bool) -> np.nda
             cv2.putText(out, title, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
         drawn.append(out)
     return np.concatenate(drawn, axis=1)
-
-
-def refuse_existing(target: str) -> None:
-    if os.path.exists(target):
-        raise FileExistsError(f"{target} exists; not overwriting it (choose another --output)")
-
-
-def write_png(target: str, image_bgr: np.ndarray) -> None:
-    """Write the image as a PNG, whole or not at all (an interrupted run leaves no half-written file)."""
-    refuse_existing(target)
-    ok, encoded = cv2.imencode(".png", image_bgr)
-    if not ok:
-        raise OSError(f"cannot encode the drawing for {target} as PNG")
-    with atomic_write(target) as f:
-        f.write(encoded.tobytes())
 
 
 def _targets(files: Sequence[str], output: str) -> List[str]:

@@ -23,8 +23,9 @@ from typing import Dict, List
 
 import numpy as np
 
-from .evaluation.coco_backend import BACKENDS, COCO_METRICS, evaluate_boxes, load_gt
+from .evaluation.coco_backend import BACKENDS, evaluate_boxes, load_gt, mean_percent, summary_percent
 from .evaluation.per_stage import box_ap, plot_per_stage_ap, stage_ap_table
+from .outputs import next_free_path
 
 __all__ = ["main", "results_array"]
 
@@ -44,13 +45,6 @@ def results_array(results: List[dict], path: str = "results") -> np.ndarray:
     return rows
 
 
-def _free_folder(parent: str) -> str:
-    k = 1
-    while os.path.exists(os.path.join(parent, f"evaluation_{k}")):
-        k += 1
-    return os.path.join(parent, f"evaluation_{k}")
-
-
 def plot_pr_curves(gt, coco_eval: Dict, folder: str) -> List[str]:
     """Precision against recall at IoU 0.50 (all areas, 100 detections), one figure per group of classes."""
     import matplotlib
@@ -67,7 +61,7 @@ def plot_pr_curves(gt, coco_eval: Dict, folder: str) -> List[str]:
         for k in range(start, min(start + CLASSES_PER_FIGURE, len(categories))):
             curve = precision[:, k]
             if (curve > -1).any():
-                ap = float(np.mean(curve[curve > -1])) * 100
+                ap = mean_percent(curve)
                 ax.plot(recall, np.where(curve > -1, curve, np.nan), label=f"{categories[k]} (AP50 {ap:.1f})")
         ax.set_xlabel("recall")
         ax.set_ylabel("precision")
@@ -144,7 +138,7 @@ def main(argv=None) -> Dict:
     for path in (args.gt, args.results, args.per_stage):
         if path and not os.path.isfile(path):
             parser.error(f"{path} does not exist")
-    output = args.output or _free_folder(os.path.dirname(os.path.abspath(args.results)))
+    output = args.output or next_free_path(os.path.dirname(os.path.abspath(args.results)), "evaluation_{}")
     if os.path.exists(os.path.join(output, "metrics.json")):
         parser.error(f"{output} already holds an evaluation (metrics.json): choose another --output")
     os.makedirs(output, exist_ok=True)
@@ -156,7 +150,7 @@ def main(argv=None) -> Dict:
     if evaluated is None:
         parser.error(f"{args.results} holds no detections")
     stats, coco_eval = evaluated
-    metrics = {k: float(v) * 100 if v >= 0 else float("nan") for k, v in zip(COCO_METRICS, stats)}
+    metrics = summary_percent(stats)
     print("COCO box metrics (%):")
     print("  " + "  ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
     report = {"bbox": metrics}

@@ -16,12 +16,10 @@ How it exports what Detectron2 lists as "tracing only" for Cascade R-CNN: the mo
 op), and the cascade's gradient scaling exists only in training.
 """
 
-import contextlib
 import importlib.util
 import logging
 import os
 import sys
-import warnings
 from typing import List, Sequence, Tuple
 
 import numpy as np
@@ -34,31 +32,13 @@ from detectron2.export.torchscript_patch import patch_builtin_len
 
 from .engine.args import config_tool_parser
 from .modeling.speed import plain_convolutions
+from .tracing import OUR_MODULES, quiet_tracing
 from .weights import atomic_write
 
-__all__ = ["ExportableDetector", "compare", "export", "load_exported", "main", "quiet_tracing"]
+__all__ = ["ExportableDetector", "compare", "export", "load_exported", "main"]
 
 logger = logging.getLogger(__name__)
-OUR_MODULES = ("cascade_det.modeling.cascade_roi_heads", "cascade_det.modeling.box_predictor")
 TOLERANCE = {"boxes": 0.05, "scores": 1e-3}
-
-
-@contextlib.contextmanager
-def quiet_tracing():
-    """Tracing and exporting without warnings the user cannot act on: torch's deprecation notices for `torch.jit`
-    (TorchScript still loads in C++ and in every torch 2 release), the tracer's warnings that Python values are
-    recorded as constants (Detectron2's code is full of them; each export is checked numerically instead, on the
-    sample and, in tests/test_export.py, at other sizes), the ONNX exporter's note on negative indices (ours
-    index with class ids, never negative), and its notices that the TorchScript-based exporter is legacy."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*torch\.jit\.\w+. is deprecated", category=FutureWarning)
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", message="Exporting aten::index operator of advanced indexing")
-        # The TorchScript-based ONNX exporter is chosen on purpose: torch.export cannot follow Detectron2's
-        # data-dependent Python control flow. torch says it is deprecated, and so is its logging helper.
-        warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
-        warnings.filterwarnings("ignore", message="The feature will be removed", module=r"torch\.onnx")
-        yield
 
 
 class ExportableDetector(nn.Module):

@@ -25,7 +25,7 @@ from detectron2.structures import Instances
 
 from .checkpoint import SafeDetectionCheckpointer
 from .engine.load_checks import check_load_report
-from .engine.run_config import RunConfig
+from .engine.run import Run
 from .engine.setup import load_config
 from .modeling import CascadeRCNNROIHeads, split_stage_detections
 
@@ -48,20 +48,21 @@ class Predictor:
         overrides: Sequence[str] = (),
     ):
         cfg = load_config(str(config), overrides) if isinstance(config, (str, os.PathLike)) else config
-        self.run = run = RunConfig.of(cfg)
-        run.set("device", device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        # One process, per-stage detections asked per call (not built in as per-stage evaluation does).
+        run = Run.of(cfg, world_size=1)
+        self.run = run = run.replace(
+            device=device or ("cuda" if torch.cuda.is_available() else "cpu"), per_stage_eval=False
+        )
         self.model = run.build_model().eval()
-        weights = weights if weights is not None else run.weights
+        weights = weights if weights is not None else run.settings.weights
         if not weights:
             raise ValueError(f"Predictor needs weights: give a checkpoint file (or set {run.key('weights')})")
-        checkpointer = SafeDetectionCheckpointer(self.model, allow_unsafe_pickle=run.allow_unsafe_pickle)
+        checkpointer = SafeDetectionCheckpointer(self.model, allow_unsafe_pickle=run.settings.allow_unsafe_pickle)
         checkpointer.load(weights)
         check_load_report(checkpointer.last_load_report, run, weights, eval_only=True)
         heads = self.model.roi_heads
         self.is_cascade = isinstance(heads, CascadeRCNNROIHeads)
         self.num_stages = heads.num_cascade_stages if self.is_cascade else 1
-        if self.is_cascade:
-            heads.return_stage_detections = False  # a run with per-stage evaluation builds it on; asked per call here
         if score_thresh is not None:
             predictors = (
                 heads.box_predictor if isinstance(heads.box_predictor, torch.nn.ModuleList) else [heads.box_predictor]
@@ -69,7 +70,7 @@ class Predictor:
             for predictor in predictors:
                 predictor.test_score_thresh = float(score_thresh)
         self.input_format, self.augmentations = run.test_preprocessing()
-        names = run.test_datasets or run.train_datasets
+        names = run.settings.test_datasets or run.settings.train_datasets
         self.metadata = MetadataCatalog.get(names[0]) if names else None  # its datasets' (class names, colours)
         self.class_names = list(self.metadata.get("thing_classes", [])) if self.metadata is not None else []
 

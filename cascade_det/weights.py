@@ -24,6 +24,9 @@ from typing import Dict, Mapping, Optional
 import numpy as np
 import torch
 
+from .config import run_options
+from .errors import Error
+
 __all__ = [
     "UnsafeCheckpointError",
     "WeightsFileError",
@@ -36,14 +39,15 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-UNSAFE_FLAG = "train.allow_unsafe_pickle=True (LazyConfig) or MODEL.ALLOW_UNSAFE_PICKLE True (yacs)"
+_UNSAFE = run_options()["allow_unsafe_pickle"]
+UNSAFE_FLAG = f"{_UNSAFE.lazy}=True (LazyConfig) or {_UNSAFE.yacs} True (yacs)"
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
+class UnsafeCheckpointError(Error, pickle.UnpicklingError):
     """A checkpoint holds pickled objects beyond weights; loading it could execute code."""
 
 
-class WeightsFileError(ValueError):
+class WeightsFileError(Error, ValueError):
     """A weights file that exists but cannot be used: empty, truncated, or not a checkpoint."""
 
 
@@ -118,16 +122,17 @@ def save_safetensors(state_dict: Dict[str, torch.Tensor], path: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str):
-    """Open a temporary file beside `path` for binary writing; on success flush it to disk and rename it to `path`
-    (atomic on POSIX), on failure remove it. A reader sees the old file or the whole new one, never a part."""
+def atomic_write(path: str, text: bool = False):
+    """Open a temporary file beside `path` for binary (or `text`) writing; on success flush it to disk and rename it
+    to `path` (atomic on POSIX), on failure remove it. A reader sees the old file or the whole new one, never a
+    part."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # the permissions open() would give, not mkstemp's private 0600
     try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "w" if text else "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

@@ -28,11 +28,15 @@ def test_detectron2_data_transforms_use_bilinear_for_removed_pillow_linear():
     assert ExtentTransform(src_rect=(0, 0, 4, 4), output_size=(2, 2)).interp == Image.BILINEAR
 
 
-def test_class_histogram_runs_with_numpy_2():  # np.int in Detectron2 0.6; main no longer uses it
-    from detectron2.data.build import print_instances_class_histogram
+def test_class_histogram_runs_with_numpy_2(monkeypatch):  # np.int in Detectron2 0.6; main no longer uses it
+    from detectron2.data import build
 
     dicts = [{"annotations": [{"category_id": 0, "iscrowd": 0}, {"category_id": 1, "iscrowd": 0}]}]
-    print_instances_class_histogram(dicts, ["a", "b"])  # uses np.int
+    logged = []
+    monkeypatch.setattr(build, "log_first_n", lambda level, message, **kwargs: logged.append(str(message)))
+    build.print_instances_class_histogram(dicts, ["a", "b"])  # uses np.int: AttributeError without the fix
+    assert len(logged) == 1 and "Distribution of instances among all 2 categories" in logged[0]
+    assert "total" in logged[0]
 
 
 def test_map_dataset_falls_back_to_another_sample_when_mapper_skips_one():
@@ -83,6 +87,27 @@ def test_ddp_wrapper_passes_no_device_ids_for_cpu_models(monkeypatch):
     monkeypatch.setattr(defaults, "DistributedDataParallel", FakeDDP)
     defaults.create_ddp_model(torch.nn.Linear(2, 2), broadcast_buffers=False)
     assert seen["device_ids"] is None  # [local_rank] without the fix, which DDP refuses for CPU modules
+
+
+def test_detectron2_trainer_checkpoints_keep_the_inner_trainers_state():
+    from detectron2.engine import DefaultTrainer
+
+    # 0.6 leaves the optimizer out of DefaultTrainer's checkpoints; main saves it; with the fix both do, once.
+    assert "state_dict" in vars(DefaultTrainer) and "load_state_dict" in vars(DefaultTrainer)
+
+    class Inner:
+        def state_dict(self):
+            return {"optimizer": "state"}
+
+        def load_state_dict(self, state):
+            self.loaded = state
+
+    trainer = DefaultTrainer.__new__(DefaultTrainer)
+    trainer._hooks, trainer.iter, trainer._trainer = [], 7, Inner()
+    state = trainer.state_dict()
+    assert state["_trainer"] == {"optimizer": "state"} and state["iteration"] == 7
+    trainer.load_state_dict(state)
+    assert trainer._trainer.loaded == {"optimizer": "state"}
 
 
 def test_apply_is_idempotent_and_logs_each_fix_at_debug_level(caplog):

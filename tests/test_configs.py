@@ -102,11 +102,9 @@ def flatten(tree, prefix=""):
 
 
 def build_run(path, *overrides):
-    from cascade_det.engine import RunConfig
+    from cascade_det.engine import Run
 
-    run = RunConfig.of(load_config(os.path.join(ROOT, path), list(overrides)))
-    run.use_cpu_without_cuda()
-    return run
+    return Run.of(load_config(os.path.join(ROOT, path), list(overrides))).on_available_device()
 
 
 def run_description(run):
@@ -115,12 +113,12 @@ def run_description(run):
     torch.manual_seed(0)
     model = run.build_model()
     loader = run.build_train_loader()
-    test_loader = run.build_test_loader(run.test_datasets[0])
+    test_loader = run.build_test_loader(run.settings.test_datasets[0])
     optimizer = run.build_optimizer(model)
     scheduler = run.build_lr_scheduler(optimizer)
-    multipliers = [scheduler._multiplier(i / run.max_iter) for i in range(run.max_iter)]
+    multipliers = [scheduler._multiplier(i / run.settings.max_iter) for i in range(run.settings.max_iter)]
     settings = {
-        k: getattr(run, k)
+        k: getattr(run.settings, k)
         for k in (
             "max_iter",
             "checkpoint_period",

@@ -26,7 +26,7 @@ import torch
 
 from cascade_det.checkpoint import SafeDetectionCheckpointer
 from cascade_det.convert import mmdet_to_detectron2
-from cascade_det.engine import RunConfig, load_config
+from cascade_det.engine import Run, load_config
 
 from detectron2.config import instantiate
 from detectron2.utils.events import EventStorage
@@ -89,7 +89,7 @@ def build_pair(kind, tmp_path):
     path = str(tmp_path / f"{kind}.pth")
     torch.save({"state_dict": reference.state_dict()}, path)
     # train.reference_world_size=0: the recipe's lr (0.02, for 8 GPUs), not scaled to this one process.
-    run = RunConfig.of(
+    run = Run.of(
         load_config(
             os.path.join(ROOT, our_config),
             [
@@ -174,7 +174,7 @@ def test_adamw_steps_of_the_end_to_end_network_equal_mmdetections(tmp_path, firs
     reference.init_weights()
     path = str(tmp_path / "init.pth")
     torch.save({"state_dict": reference.state_dict()}, path)
-    run = RunConfig.of(
+    run = Run.of(
         load_config(
             OURS,
             [
@@ -237,12 +237,11 @@ def test_learning_rate_schedule_equals_mmdetections():
         optimizer.step()
         for s in schedulers:
             s.step()
-    run = RunConfig.of(
-        load_config(os.path.join(ROOT, PAIRS["box"][1]), ["train.device=cpu", "train.reference_world_size=0"])
-    )
+    run = Run.of(load_config(os.path.join(ROOT, PAIRS["box"][1]), ["train.device=cpu", "train.reference_world_size=0"]))
     multiplier = instantiate(run.cfg.lr_multiplier)
-    ours = [0.02 * multiplier(i / run.max_iter) for i in range(run.max_iter)]
-    assert run.max_iter == len(theirs)
+    max_iter = run.settings.max_iter
+    ours = [0.02 * multiplier(i / max_iter) for i in range(max_iter)]
+    assert max_iter == len(theirs)
     checkpoints = [
         0,
         1,

@@ -3,7 +3,7 @@ model, data and schedule (R18-FPN from scratch on the embedded shapes, AdamW) wi
 (configs/COCO/cascade_rcnn_R_50_FPN_1x.py's choices), so that the same network trains under both frameworks.
 Its twin is mmdet_cascade_rcnn_r18_fpn_shapes.py beside it."""
 
-from cascade_det.config import lazy_cascade_stages
+from cascade_det.modeling import lazy_cascade_stages
 
 from detectron2.layers import ShapeSpec
 

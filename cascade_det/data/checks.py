@@ -12,6 +12,7 @@ from typing import List, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from ..errors import Error
 from .datasets import EMBEDDED_DATASETS, ensure_embedded_split
 
 __all__ = ["DatasetError", "check_datasets"]
@@ -19,7 +20,7 @@ __all__ = ["DatasetError", "check_datasets"]
 _BUILTIN_PREFIXES = ("coco_", "keypoints_coco_", "lvis_", "cityscapes_", "voc_")
 
 
-class DatasetError(ValueError):
+class DatasetError(Error, ValueError):
     """A dataset a run is configured with cannot be used; the message names it and the fix."""
 
 

@@ -31,6 +31,8 @@ from detectron2.data.common import DatasetFromList
 from detectron2.data.samplers import TrainingSampler
 from detectron2.utils import comm
 
+from ..errors import Error
+
 __all__ = ["ResumableTrainLoader", "SampleReadError", "build_train_loader", "mapped_with_file_errors", "sample_seed"]
 
 logger = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ _SKIP_HINT = (
 _MAX_REPLACEMENTS = 20
 
 
-class SampleReadError(RuntimeError):
+class SampleReadError(Error, RuntimeError):
     """A dataset sample (image) the mapper could not read; the message names its file."""
 
 
@@ -66,17 +68,27 @@ def _seeded_generators(seed: int):
         torch.random.set_rng_state(states[2])
 
 
+def _image_fault(error: BaseException) -> bool:
+    """Whether `error` (raised by a dataset mapper) is the image file's fault: it cannot be opened or decoded, or its
+    size disagrees with its annotation. Anything else (a mapper bug, a bad annotation) is not."""
+    from PIL import Image
+
+    from detectron2.data.detection_utils import SizeMismatchError
+
+    return isinstance(error, (OSError, SizeMismatchError, Image.DecompressionBombError))
+
+
 def mapped_with_file_errors(mapper: Callable, dataset_dict: Dict, what: str):
-    """`mapper(dataset_dict)`, with any error re-raised as SampleReadError naming the sample's file and `what`
-    (e.g. "the training set")."""
+    """`mapper(dataset_dict)`. An image that cannot be read (`_image_fault`) is a SampleReadError naming the file and
+    `what` (e.g. "the training set"); any other error is raised as it is, with a note naming the sample."""
     try:
         return mapper(dataset_dict)
     except Exception as e:
-        where = dataset_dict.get("file_name", "?")
-        raise SampleReadError(
-            f"Cannot read image {where} (image_id {dataset_dict.get('image_id', '?')}) of {what}: "
-            f"{type(e).__name__}: {e}"
-        ) from e
+        where = f"{dataset_dict.get('file_name', '?')} (image_id {dataset_dict.get('image_id', '?')}) of {what}"
+        if not _image_fault(e):
+            e.add_note(f"(while mapping the sample {where})")
+            raise
+        raise SampleReadError(f"Cannot read image {where}: {type(e).__name__}: {e}") from e
 
 
 class _BatchStream:

@@ -14,8 +14,8 @@ from .checks import DatasetError
 __all__ = ["register_coco", "register_from_args", "register_voc"]
 
 
-def _refuse_taken(flag: str, name: str, source: str) -> bool:
-    """True when `name` is registered already with this same source (a second call in one process: nothing to do);
+def _already_registered(flag: str, name: str, source: str) -> bool:
+    """Whether `name` is registered already with this same source (a second call in one process: nothing to do);
     an error when it is registered with something else."""
     if name not in DatasetCatalog.list():
         return False
@@ -37,7 +37,7 @@ def register_coco(name: str, json_file: str, image_root: str) -> None:
         raise FileNotFoundError(f"{flag} {name}: the annotation file {json_file} does not exist")
     if not os.path.isdir(image_root):
         raise FileNotFoundError(f"{flag} {name}: the image folder {image_root} does not exist")
-    if not _refuse_taken(flag, name, json_file):
+    if not _already_registered(flag, name, json_file):
         register_coco_instances(name, {}, os.path.abspath(json_file), os.path.abspath(image_root))
 
 
@@ -62,7 +62,7 @@ def register_voc(name: str, dirname: str, split: str) -> None:
                 f"{flag} {name}: {os.path.join(dirname, part)} does not exist (a VOC-format "
                 "folder has Annotations/, JPEGImages/ and ImageSets/Main/<split>.txt)"
             )
-    if not _refuse_taken(flag, name, dirname):
+    if not _already_registered(flag, name, dirname):
         register_pascal_voc(name, os.path.abspath(dirname), split, 2012, class_names=_voc_class_names(dirname, split))
 
 

@@ -1,8 +1,8 @@
 """Stop training when it diverges, before the diverged step is applied and before its weights are saved.
 
-The loss of an iteration is checked before its optimizer step (inside Detectron2's `_write_metrics`, which runs
-between backward and step): training stops with `TrainingDivergedError` when the total loss, averaged over the
-processes, is
+The loss of an iteration is checked as soon as the model's forward pass returns it, before its backward pass and
+optimizer step (a forward hook on the trained model, active inside `run_step` only): training stops with
+`TrainingDivergedError` when the total loss, averaged over the processes, is
 
   * not finite (NaN or infinity), or
   * exploding: more than `factor` (train.loss_explosion_factor / SOLVER.LOSS_EXPLOSION_FACTOR, default 1e4) times the
@@ -23,30 +23,39 @@ import torch
 from detectron2.engine import AMPTrainer, SimpleTrainer
 from detectron2.utils import comm
 
+from ..checkpoint import non_finite_tensors
+from ..errors import Error
+
 __all__ = ["GuardedAMPTrainer", "GuardedSimpleTrainer", "TrainingDivergedError", "weights_are_finite"]
 
 logger = logging.getLogger("cascade_det")
 HISTORY = 100
 
 
-class TrainingDivergedError(FloatingPointError):
+class TrainingDivergedError(Error, FloatingPointError):
     """Training diverged; the message says where, with which losses and lr, and where to restart from."""
 
 
 def weights_are_finite(model: torch.nn.Module) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters() if p.is_floating_point())
+    return not non_finite_tensors(dict(model.named_parameters()))
 
 
 class _LossGuard:
-    """The check, shared by the plain and the AMP trainer (mixed in before Detectron2's class)."""
+    """The check, shared by the plain and the AMP trainer (mixed in before Detectron2's class). It uses public seams
+    only: a forward hook on the model (which returns the loss dict in training) and `run_step`."""
 
     def setup_guard(self, factor: float, restart_hint: Callable[[int], str]):
         """`restart_hint(iteration)` says which checkpoint to restart from when iteration `iteration` diverged."""
         self.explosion_factor = float(factor)
         self.restart_hint = restart_hint
         self.loss_history = collections.deque(maxlen=HISTORY)
+        self._in_step = False
+        self.model.register_forward_hook(self._check_losses)
 
-    def _write_metrics(self, loss_dict: Dict[str, torch.Tensor], data_time: float, *args, **kwargs):
+    def _check_losses(self, module, inputs, loss_dict) -> None:
+        """Forward hook: the losses of the step being run (not of PreciseBN's or an evaluation's forward passes)."""
+        if not (self._in_step and isinstance(loss_dict, dict)):
+            return
         losses = {k: float(v.detach()) for k, v in loss_dict.items()}
         every_process = comm.all_gather(losses) if comm.get_world_size() > 1 else [losses]
         mean = {k: sum(p[k] for p in every_process) / len(every_process) for k in losses}
@@ -55,7 +64,6 @@ class _LossGuard:
         if reason:
             raise TrainingDivergedError(self._message(reason, mean, total))
         self.loss_history.append(total)
-        return super()._write_metrics(loss_dict, data_time, *args, **kwargs)
 
     def _divergence(self, total: float) -> Optional[str]:
         if total != total or total in (float("inf"), float("-inf")):
@@ -86,6 +94,7 @@ class _LossGuard:
         self.loss_history.extend(state.get("loss_history", []))
 
     def run_step(self):
+        self._in_step = True
         try:
             super().run_step()
         except TrainingDivergedError:
@@ -97,6 +106,8 @@ class _LossGuard:
                 f"Training diverged at iteration {self.iter}: the model's weights are no longer finite, and the "
                 f"forward pass failed ({type(e).__name__}: {e}). {self.restart_hint(self.iter)}"
             ) from e
+        finally:
+            self._in_step = False
 
 
 class GuardedSimpleTrainer(_LossGuard, SimpleTrainer):

@@ -12,7 +12,8 @@ import logging
 import re
 from typing import Dict, List, Optional, Tuple
 
-from .run_config import RunConfig
+from ..errors import Error
+from .run import Run
 
 __all__ = ["CheckpointMismatchError", "check_load_report"]
 
@@ -24,7 +25,7 @@ _CLASS_LAYERS = re.compile(
 _CLS_SCORE = re.compile(r"box_predictor(\.\d+)?\.cls_score\.weight$")
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(Error, ValueError):
     """A checkpoint that does not fit the model it is loaded into."""
 
 
@@ -40,8 +41,9 @@ def _listing(keys: List[str]) -> str:
     return ", ".join(keys[:5]) + (f", ... ({len(keys)} in all)" if len(keys) > 5 else "")
 
 
-def check_load_report(report: Dict, run: RunConfig, path: str, *, eval_only: bool) -> None:
-    allowed = run.allow_partial_checkpoint
+def check_load_report(report: Dict, run: Run, path: str, *, eval_only: bool) -> None:
+    allowed = run.settings.allow_partial_checkpoint
+    classes_key = run.key("num_classes")
     flag = f"{run.key('allow_partial_checkpoint')}=True"
     counts = _class_counts(report)
     class_layers = [k for k, *_ in report["incorrect_shapes"] if _CLASS_LAYERS.search(k)]
@@ -50,7 +52,7 @@ def check_load_report(report: Dict, run: RunConfig, path: str, *, eval_only: boo
         if counts and not allowed:
             raise CheckpointMismatchError(
                 f"{path} predicts {counts[0]} classes but the model is configured for {counts[1]} "
-                f"({run.num_classes_key}={counts[1]}): evaluate it with {run.num_classes_key}={counts[0]} and a test "
+                f"({classes_key}={counts[1]}): evaluate it with {classes_key}={counts[0]} and a test "
                 "dataset of its categories, or give the checkpoint trained for this dataset"
             )
         gaps = report["missing"] + [k for k, *_ in report["incorrect_shapes"]]

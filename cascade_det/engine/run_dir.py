@@ -11,10 +11,11 @@
 
 import glob
 import os
-import re
 from typing import List
 
 from ..checkpoint import run_checkpoints
+from ..errors import Error
+from ..outputs import next_free_path
 
 __all__ = ["OutputDirError", "check_training_dir", "earlier_run_files", "next_eval_dir"]
 
@@ -29,7 +30,7 @@ _RUN_FILES = (
 )
 
 
-class OutputDirError(FileExistsError):
+class OutputDirError(Error, FileExistsError):
     """The output dir holds files a run would overwrite or mix with its own."""
 
 
@@ -68,13 +69,4 @@ def check_training_dir(output_dir: str, resume: bool, key: str) -> bool:
 
 def next_eval_dir(output_dir: str) -> str:
     """`output_dir/inference/eval_<N>` for the first N >= 1 not taken (not created here)."""
-    taken = (
-        [
-            int(m.group(1))
-            for name in os.listdir(os.path.join(output_dir, "inference"))
-            if (m := re.fullmatch(r"eval_(\d+)", name))
-        ]
-        if os.path.isdir(os.path.join(output_dir, "inference"))
-        else []
-    )
-    return os.path.join(output_dir, "inference", f"eval_{max(taken, default=0) + 1}")
+    return next_free_path(os.path.join(output_dir, "inference"), "eval_{}")

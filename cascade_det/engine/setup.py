@@ -5,12 +5,13 @@ Order matters: a run refused for a used output dir, a missing weights file, an u
 mismatch leaves every earlier file of the output dir as it was (not even log.txt is touched).
 """
 
+import dataclasses
 import difflib
 import logging
 import os
 import re
 import sys
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import torch
 from omegaconf import OmegaConf
@@ -25,13 +26,14 @@ from ..checkpoint import run_checkpoints
 from ..config import add_cascade_config
 from ..data import check_datasets
 from ..data.register import register_from_args
+from ..outputs import next_free_path
 from ..weights import check_weights_file
 from .determinism import choose_seed
 from .launch import how_joined
-from .run_config import ConfigValueError, RunConfig
+from .run import ConfigValueError, Run
 from .run_dir import check_training_dir, next_eval_dir
 
-__all__ = ["apply_lazy_overrides", "check_run", "load_config", "setup"]
+__all__ = ["RunPlan", "apply_lazy_overrides", "check_run", "load_config", "setup"]
 
 logger = logging.getLogger("cascade_det")
 _MISSING = object()
@@ -87,83 +89,100 @@ def load_config(config_file: str, overrides: Sequence[str] = ()):
     return cfg
 
 
-def check_run(run: RunConfig, *, eval_only: bool, resume: bool) -> None:
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """What the checks decided, before anything was written: the `run` (with what the checks filled in, e.g. the
+    number of classes from the datasets), whether training `resuming` continues a run of the output dir, the
+    `eval_dir` an --eval-only run writes into, and the `notes` to log once the run's log is set up."""
+
+    run: Run
+    eval_only: bool
+    resume: bool
+    resuming: bool = False
+    eval_dir: str = ""
+    notes: Tuple[str, ...] = ()
+
+
+def check_run(run: Run, *, eval_only: bool, resume: bool) -> RunPlan:
     """Every check that can refuse the run, before anything is written: output dir, weights file, datasets,
-    number of classes, per-stage evaluation. Sets `run.resuming` (training) and completes `run.num_classes()` from
-    the datasets' categories when the config leaves it unset. What it has to say goes to `run.notes`, logged once the
-    run's log is set up (nothing is written before)."""
-    run.resuming = False
-    run.notes = []
+    number of classes, per-stage evaluation. Returns the plan; the number of classes is filled in from the datasets'
+    categories where the config leaves it unset."""
+    s = run.settings
+    notes: List[str] = []
+    resuming = False
     if eval_only:
-        if not run.weights and not (resume and run_checkpoints(run.output_dir)):
+        if not s.weights and not (resume and run_checkpoints(s.output_dir)):
             raise ConfigValueError(
                 f"--eval-only needs weights: add {run.key('weights')}=PATH (or --resume to evaluate the newest "
-                f"checkpoint of the output dir {run.output_dir}, which holds none now)"
+                f"checkpoint of the output dir {s.output_dir}, which holds none now)"
             )
-        if run.weights and not resume:
-            check_weights_file(run.weights, run.key("weights"))
+        if s.weights and not resume:
+            check_weights_file(s.weights, run.key("weights"))
     else:
-        run.resuming = check_training_dir(run.output_dir, resume, run.key("output_dir"))
-        if resume and not run.resuming:
-            run.notes.append(f"--resume: nothing to resume in {run.output_dir} (no checkpoint): starting a new run")
-        if run.weights and not run.resuming:
-            check_weights_file(run.weights, run.key("weights"))
+        resuming = check_training_dir(s.output_dir, resume, run.key("output_dir"))
+        if resume and not resuming:
+            notes.append(f"--resume: nothing to resume in {s.output_dir} (no checkpoint): starting a new run")
+        if s.weights and not resuming:
+            check_weights_file(s.weights, run.key("weights"))
     classes = []
-    if not eval_only and not run.train_datasets:
-        raise ConfigValueError(f"{run.dataset_key('train')} is empty: name the registered training dataset(s)")
+    if not eval_only and not s.train_datasets:
+        raise ConfigValueError(f"{run.key('train_datasets')} is empty: name the registered training dataset(s)")
     if not eval_only:
-        classes = check_datasets(run.train_datasets, split="training", key=run.dataset_key("train"))
-    test_classes = check_datasets(run.test_datasets, split="test", key=run.dataset_key("test"))
+        classes = check_datasets(s.train_datasets, split="training", key=run.key("train_datasets"))
+    test_classes = check_datasets(s.test_datasets, split="test", key=run.key("test_datasets"))
     if classes and test_classes and classes != test_classes:
         raise ConfigValueError(
-            f"The training datasets ({run.dataset_key('train')}) have the categories {_names(classes)}, the test "
-            f"datasets ({run.dataset_key('test')}) {_names(test_classes)}: train and test on one label set"
+            f"The training datasets ({run.key('train_datasets')}) have the categories {_names(classes)}, the test "
+            f"datasets ({run.key('test_datasets')}) {_names(test_classes)}: train and test on one label set"
         )
-    classes = classes or test_classes
-    _check_num_classes(run, classes)
+    run = _with_num_classes(run, classes or test_classes)
     run.check_per_stage_eval()
+    eval_dir = next_eval_dir(s.output_dir) if eval_only else ""
+    return RunPlan(run, eval_only, resume, resuming, eval_dir, run.notes + tuple(notes))
 
 
 def _names(classes: List[str]) -> str:
     return "[" + ", ".join(classes[:6]) + (", ..." if len(classes) > 6 else "") + f"] ({len(classes)})"
 
 
-def _check_num_classes(run: RunConfig, classes: List[str]) -> None:
-    configured = run.num_classes()
+def _with_num_classes(run: Run, classes: List[str]) -> Run:
+    """`run`, with its number of classes from the datasets' categories where the config leaves it unset; a
+    configured number that disagrees with them is an error."""
+    configured, key = run.settings.num_classes, run.key("num_classes")
     if configured is None:
         if not classes:
-            raise ConfigValueError(f"{run.num_classes_key} is not set and the datasets name no categories: set it")
-        run.set_num_classes(len(classes))
-        run.notes.append(f"{run.num_classes_key} = {len(classes)}, from the datasets' categories")
-    elif classes and configured != len(classes):
+            raise ConfigValueError(f"{key} is not set and the datasets name no categories: set it")
+        return run.replace(num_classes=len(classes), note=f"{key} = {len(classes)}, from the datasets' categories")
+    if classes and configured != len(classes):
         raise ConfigValueError(
-            f"{run.num_classes_key}={configured}, but the datasets have {len(classes)} categories "
-            f"({', '.join(classes[:6])}{', ...' if len(classes) > 6 else ''}): set {run.num_classes_key}="
-            f"{len(classes)}"
+            f"{key}={configured}, but the datasets have {len(classes)} categories ({', '.join(classes[:6])}"
+            f"{', ...' if len(classes) > 6 else ''}): set {key}={len(classes)}"
         )
+    return run
 
 
-def setup(args) -> RunConfig:
+def setup(args) -> RunPlan:
     """The run described by `args` (`argument_parser()`: config_file, opts, eval_only, resume, register_coco,
-    register_voc; datasets are registered first, in every process), checked
-    (`check_run`) and then set up: output dir (or `inference/eval_<N>/` for --eval-only), logging, the config saved
-    beside the outputs, the seed."""
+    register_voc; datasets are registered first, in every process), checked (`check_run`) and then set up: output
+    dir (or `inference/eval_<N>/` for --eval-only), logging, the config saved beside the outputs, the seed.
+
+    Mirrors Detectron2's `default_setup`, which it cannot call: that one writes config.yaml over a resumed run's,
+    and knows neither the eval-only folders, nor the chosen seed, nor the cascade_det logger."""
     register_from_args(getattr(args, "register_coco", ()), getattr(args, "register_voc", ()))
-    cfg = load_config(args.config_file, args.opts)
-    run = RunConfig.of(cfg, comm.get_world_size())
-    run.use_cpu_without_cuda()
+    run = Run.of(load_config(args.config_file, args.opts)).on_available_device()
     eval_only = bool(getattr(args, "eval_only", False))
-    check_run(run, eval_only=eval_only, resume=bool(getattr(args, "resume", False)))
+    plan = check_run(run, eval_only=eval_only, resume=bool(getattr(args, "resume", False)))
     comm.synchronize()  # every process has passed its checks; nothing was written before this point
 
+    output_dir = plan.run.settings.output_dir
     if eval_only:
         # One folder name for every process, chosen before any of them creates it.
-        run.eval_dir = comm.all_gather(next_eval_dir(run.output_dir))[0]
-        folder, config_name = run.eval_dir, "config.yaml"
+        plan = dataclasses.replace(plan, eval_dir=comm.all_gather(plan.eval_dir)[0])
+        folder, config_name = plan.eval_dir, "config.yaml"
     else:
-        folder, config_name = run.output_dir, "config.yaml"
-        if run.resuming and os.path.exists(os.path.join(folder, config_name)):
-            config_name = _free_name(folder, "config_resume_{}.yaml")
+        folder, config_name = output_dir, "config.yaml"
+        if plan.resuming and os.path.exists(os.path.join(folder, config_name)):
+            config_name = os.path.basename(next_free_path(folder, "config_resume_{}.yaml"))
     if comm.is_main_process():
         os.makedirs(folder, exist_ok=True)
     comm.synchronize()
@@ -173,24 +192,19 @@ def setup(args) -> RunConfig:
         logger.info("Joined as %s", how_joined())
     logger.info("Environment info:\n%s", collect_env_info())
     logger.info("Command line arguments: %s", args)
-    for note in run.notes:
+    for note in plan.notes:
         logger.warning(note)
-    run.set("seed", choose_seed(run.seed))  # a random seed is written into the saved config
+    seed = choose_seed(plan.run.settings.seed)
+    run = plan.run.replace(seed=seed) if seed != plan.run.settings.seed else plan.run  # saved with the config
+    plan = dataclasses.replace(plan, run=run)
     if comm.is_main_process():
         path = os.path.join(folder, config_name)
         run.dump(path)
         logger.info("Full config saved to %s", path)
-    seed_all_rng(run.seed + comm.get_rank())
-    if not eval_only and run.style == "yacs":
-        torch.backends.cudnn.benchmark = run.cfg.CUDNN_BENCHMARK
-    return run
-
-
-def _free_name(folder: str, pattern: str) -> str:
-    k = 1
-    while os.path.exists(os.path.join(folder, pattern.format(k))):
-        k += 1
-    return pattern.format(k)
+    seed_all_rng(seed + comm.get_rank())
+    if not eval_only:
+        torch.backends.cudnn.benchmark = run.settings.cudnn_benchmark
+    return plan
 
 
 class _PlainFormatter(logging.Formatter):

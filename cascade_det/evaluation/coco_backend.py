@@ -16,11 +16,26 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["BACKENDS", "COCO_METRICS", "coco_classes", "evaluate_boxes", "load_gt"]
+from ..config import EVAL_BACKENDS
 
-BACKENDS = ("faster-coco-eval", "pycocotools")
+__all__ = ["BACKENDS", "COCO_METRICS", "coco_classes", "evaluate_boxes", "load_gt", "mean_percent", "summary_percent"]
+
+BACKENDS = EVAL_BACKENDS
 # The 12 numbers COCOeval.summarize() prints, in its order (stats[0..11]).
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+
+def summary_percent(stats) -> Dict[str, float]:
+    """COCOeval.summarize()'s 12 numbers as {name: percent}; -1 (no ground truth for it, e.g. no large objects) is
+    NaN, as Detectron2's COCOEvaluator reports it."""
+    return {k: float(v) * 100 if v >= 0 else float("nan") for k, v in zip(COCO_METRICS, stats)}
+
+
+def mean_percent(precision: np.ndarray) -> float:
+    """The mean of a COCOeval precision array's defined entries (-1 marks undefined ones), in percent; NaN if none
+    is defined."""
+    defined = precision[precision > -1]
+    return float(np.mean(defined)) * 100 if defined.size else float("nan")
 
 
 def _check(backend: str) -> None:

@@ -28,7 +28,7 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
 from ..modeling import split_stage_detections
-from .coco_backend import COCO_METRICS, evaluate_boxes, load_gt
+from .coco_backend import COCO_METRICS, evaluate_boxes, load_gt, mean_percent, summary_percent
 
 __all__ = [
     "IOU_THRESHOLDS",
@@ -92,12 +92,11 @@ def box_ap(gt, detections: np.ndarray, backend: str = "faster-coco-eval") -> Dic
     if evaluated is None:
         return {**{k: float("nan") for k in COCO_METRICS}, **{f"AP@{t:.2f}": float("nan") for t in IOU_THRESHOLDS}}
     stats, coco_eval = evaluated
-    # -1 marks a metric without ground truth (e.g. no large objects): NaN, as Detectron2's COCOEvaluator says it.
-    result = {k: float(v) * 100 if v >= 0 else float("nan") for k, v in zip(COCO_METRICS, stats)}
+    result = summary_percent(stats)
     # precision: (IoU thresholds, recall points, classes, area ranges, max dets); -1 where undefined.
     precision = coco_eval["precision"][:, :, :, 0, -1]
     for t, p in zip(IOU_THRESHOLDS, precision):
-        result[f"AP@{t:.2f}"] = float(np.mean(p[p > -1])) * 100 if (p > -1).any() else float("nan")
+        result[f"AP@{t:.2f}"] = mean_percent(p)
     return result
 
 

@@ -1,8 +1,9 @@
 """Models: the cascade ROI heads, the box predictors they are built from (registered on import), the RoI pooler,
-MMDetection's RPN anchor assignment and the speed options."""
+MMDetection's RPN anchor assignment, the speed options, and `lazy_cascade_stages` for LazyConfig files."""
 
 from .box_predictor import CASCADE_BOX_PREDICTOR_REGISTRY, CascadeOutputLayers, build_cascade_box_predictor
 from .cascade_roi_heads import CascadeRCNNROIHeads, check_cascade_stages, split_stage_detections
+from .lazy_stages import lazy_cascade_stages
 from .norm import FrozenStatsBatchNorm2d
 from .roi_align import FastROIPooler
 from .rpn import InsideAnchorsRPN, MaxIoUMatcher
@@ -17,5 +18,6 @@ __all__ = [
     "MaxIoUMatcher",
     "build_cascade_box_predictor",
     "check_cascade_stages",
+    "lazy_cascade_stages",
     "split_stage_detections",
 ]

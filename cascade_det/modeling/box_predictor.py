@@ -47,11 +47,6 @@ def build_cascade_box_predictor(cfg, input_shape: ShapeSpec, stage: int) -> nn.M
     )
 
 
-def _check_box_loss(box_reg_loss_type: str, name: str) -> None:
-    if box_reg_loss_type not in BOX_REG_LOSS_TYPES:
-        raise ValueError(f"{name}={box_reg_loss_type!r} is not one of {BOX_REG_LOSS_TYPES}")
-
-
 def _per_stage(cfg, key: str, stage: int, fallback):
     """Stage `stage`'s entry of the per-stage list `MODEL.ROI_BOX_CASCADE_HEAD.<key>`, or `fallback` when the
     list is empty (one value for every stage)."""
@@ -91,9 +86,17 @@ class CascadeOutputLayers(FastRCNNOutputLayers):
                 defaults are a cascade stage's: class-agnostic regression (as in the paper).
             loss_weight: a float multiplies both losses; a dict weighs "loss_cls" and "loss_box_reg" by name.
         """
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        _check_box_loss(kwargs.get("box_reg_loss_type", "smooth_l1"), "box_reg_loss_type")
+        # The one check of each (yacs configs reach it through from_config; messages name both spellings).
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(
+                f"num_classes (yacs: MODEL.ROI_HEADS.NUM_CLASSES) must be an integer >= 1, got {num_classes}"
+            )
+        box_loss = kwargs.get("box_reg_loss_type", "smooth_l1")
+        if box_loss not in BOX_REG_LOSS_TYPES:
+            raise ValueError(
+                f"box_reg_loss_type={box_loss!r} (yacs: MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE, or per stage "
+                f"{CASCADE_HEAD}.BBOX_REG_LOSS_TYPES) is not one of {BOX_REG_LOSS_TYPES}"
+            )
         if isinstance(loss_weight, (int, float)):
             loss_weight = float(loss_weight)
         loss_weight = {
@@ -122,14 +125,6 @@ class CascadeOutputLayers(FastRCNNOutputLayers):
         ret["box2box_transform"] = Box2BoxTransform(weights=cfg.MODEL.ROI_BOX_CASCADE_HEAD.BBOX_REG_WEIGHTS[stage])
         ret["box_reg_loss_type"] = _per_stage(cfg, "BBOX_REG_LOSS_TYPES", stage, ret["box_reg_loss_type"])
         ret["smooth_l1_beta"] = _per_stage(cfg, "SMOOTH_L1_BETAS", stage, ret["smooth_l1_beta"])
-        key = (
-            f"{CASCADE_HEAD}.BBOX_REG_LOSS_TYPES"
-            if yacs_option(cfg, f"{CASCADE_HEAD}.BBOX_REG_LOSS_TYPES")
-            else ("MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE")
-        )
-        _check_box_loss(ret["box_reg_loss_type"], key)
-        if ret["num_classes"] < 1:
-            raise ValueError(f"MODEL.ROI_HEADS.NUM_CLASSES must be >= 1, got {ret['num_classes']}")
         return ret
 
     def refine_boxes(self, predictions, proposals: List[Instances]) -> List[torch.Tensor]:

@@ -22,7 +22,7 @@ from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads, 
 from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
 from detectron2.modeling.roi_heads.roi_heads import select_foreground_proposals
 from detectron2.modeling.sampling import subsample_labels
-from detectron2.structures import Boxes, Instances, pairwise_iou
+from detectron2.structures import BitMasks, Boxes, Instances, ROIMasks, pairwise_iou
 from detectron2.utils.events import get_event_storage
 
 from ..config import CASCADE_HEAD, cascade_head_default, yacs_option
@@ -88,17 +88,82 @@ def split_stage_detections(instances: Instances, num_stages: int = 0) -> Tuple[I
     return parts[0], parts[1:]
 
 
+_UNKNOWN = object()
+
+
+def _selected_stage(test_score_ensemble: str, num_stages: int):
+    """The single stage `test_score_ensemble` selects, None for an ensemble of all stages, _UNKNOWN for a name that
+    is neither."""
+    if test_score_ensemble in ("mean_probs", "mean_logits"):
+        return None
+    if test_score_ensemble == "last":
+        return num_stages - 1
+    name = str(test_score_ensemble)
+    if name.startswith("stage") and name[5:].isdigit() and int(name[5:]) < num_stages:
+        return int(name[5:])
+    return _UNKNOWN
+
+
 def _stage_iou(matcher: Matcher) -> float:
     """The foreground IoU threshold of a two-label matcher ([-inf, u, inf] thresholds)."""
     return float(matcher.thresholds[1])
+
+
+class _OwnRowMasks(ROIMasks):
+    """The masks of an image's detections whose first rows are the model's own (with masks) and whose further rows
+    are stage detections (boxes, scores and classes only). Pasting (Detectron2's `detector_postprocess`) pastes the
+    own rows' masks alone; the stage rows' full-image masks are empty."""
+
+    def __init__(self, own_masks: torch.Tensor, own_row: torch.Tensor):
+        """own_masks: (R0, M, M) mask probabilities of the own rows; own_row: (N,) for each row its index into
+        own_masks, -1 for a stage row."""
+        self.tensor, self.own_row = own_masks, own_row
+
+    def __len__(self):
+        return len(self.own_row)
+
+    def __getitem__(self, item) -> "_OwnRowMasks":
+        return _OwnRowMasks(self.tensor, self.own_row[item])
+
+    def to(self, device) -> "_OwnRowMasks":
+        return _OwnRowMasks(self.tensor.to(device), self.own_row.to(device))
+
+    def to_bitmasks(self, boxes: torch.Tensor, height, width, threshold=0.5) -> BitMasks:
+        own = self.own_row >= 0
+        out = torch.zeros((len(self.own_row), int(height), int(width)), dtype=torch.bool, device=boxes.device)
+        if own.any():
+            pasted = ROIMasks(self.tensor[self.own_row[own]]).to_bitmasks(boxes[own], height, width, threshold)
+            out[own] = pasted.tensor
+        return BitMasks(out)
+
+
+def _with_stage_rows(own: Instances, stages: List[Instances]) -> Instances:
+    """One image's detections with each stage's own detections appended as rows, marked by a `stage` field (t for
+    stage t, -1 for the model's own). The stage rows carry boxes, scores and classes; where the own rows have masks,
+    `_OwnRowMasks` keeps them, so that only those are pasted."""
+    fields = ("pred_boxes", "scores", "pred_classes")
+    other = [k for k in own.get_fields() if k not in fields and k != "pred_masks"]
+    if other:  # e.g. keypoints: no stage has its own
+        raise ValueError(f"return_stage_detections: the model's detections carry {other}, which stage rows cannot")
+    parts = [Instances(own.image_size, **{k: own.get(k) for k in fields})]
+    parts += [Instances(s.image_size, **{k: s.get(k) for k in fields}) for s in stages]
+    for t, part in enumerate(parts):
+        part.stage = torch.full((len(part),), t - 1, dtype=torch.int64, device=part.scores.device)
+    out = Instances.cat(parts)
+    if own.has("pred_masks"):
+        own_row = torch.full((len(out),), -1, dtype=torch.int64, device=out.scores.device)
+        own_row[: len(own)] = torch.arange(len(own), device=own_row.device)
+        out.pred_masks = _OwnRowMasks(own.pred_masks[:, 0], own_row)
+    return out
 
 
 @ROI_HEADS_REGISTRY.register()
 class CascadeRCNNROIHeads(StandardROIHeads):
     """
     T cascade stages, each with its own box head, box predictor and IoU threshold, sharing one region pooler.
-    Mask and keypoint heads (if configured) run on the final boxes at test time and train on stage-0 samples,
-    as in Detectron2. Attribute and parameter names equal Detectron2's `CascadeROIHeads` (`box_head.{t}`,
+    Mask and keypoint heads (if configured) run on the final boxes at test time; the mask head trains on the samples
+    of stage `mask_train_stage` (default 0, as in Detectron2), or one mask head per stage on its own; keypoints
+    train on stage 0's. Attribute and parameter names equal Detectron2's `CascadeROIHeads` (`box_head.{t}`,
     `box_predictor.{t}`), so its checkpoints load as they are.
     """
 
@@ -130,8 +195,9 @@ class CascadeRCNNROIHeads(StandardROIHeads):
                 proposals are dropped before refinement; stage t adds the ground truth again (if
                 proposal_append_gt) and samples batch_size_per_image RoIs at positive_fraction, as stage 0 does.
             stage_loss_weights: None (Detectron2): stage losses are summed and the gradient flowing into the
-                shared region features is scaled by 1/T. Else one weight per stage multiplying its losses,
-                with no gradient scaling (MMDetection's [1, 0.5, 0.25]).
+                shared region features is scaled by 1/T (`shared_gradient_scale`). Else one weight per stage
+                multiplying its losses, with no gradient scaling (MMDetection's [1, 0.5, 0.25]): [1, 1, 1]
+                differs from None by that scale.
             test_score_ensemble: how the T stages' class scores combine at test time: "mean_probs" (mean of
                 softmax probabilities; Detectron2), "mean_logits" (softmax of the mean logits; MMDetection),
                 "last" (last stage only) or "stageK" (stage K alone, K from 0). Boxes are always the last
@@ -142,8 +208,9 @@ class CascadeRCNNROIHeads(StandardROIHeads):
                 test time the heads' mask probabilities for the final boxes are averaged.
             return_stage_detections: at inference, also return each stage's own detections (its boxes scored by
                 its classifier alone, post-processed as usual) as extra rows of each image's Instances, with a field
-                `stage`: t for stage t's rows, -1 for the model's own detections. `split_stage_detections` separates
-                them; per-stage evaluation reads them.
+                `stage`: t for stage t's rows, -1 for the model's own detections. They are added after the mask
+                head ran on the model's own rows and carry boxes, scores and classes (their masks are empty).
+                `split_stage_detections` separates them; per-stage evaluation reads them.
             kwargs: the rest of `StandardROIHeads`' arguments (num_classes, sampling, mask and keypoint heads).
         """
         if "proposal_matcher" in kwargs:
@@ -164,15 +231,7 @@ class CascadeRCNNROIHeads(StandardROIHeads):
                     f"proposal_matchers[{t}] must be Matcher([u], [0, 1]) with u in (0, 1); "
                     f"got thresholds {matcher.thresholds[1:-1]}"
                 )
-        self._check_stage_options(
-            num_stages,
-            stage_sampling,
-            stage_loss_weights,
-            test_score_ensemble,
-            mask_train_stage,
-            keys={k: k for k in ("stage_sampling", "stage_loss_weights", "test_score_ensemble", "mask_train_stage")},
-        )
-        test_stage = self._parse_test_score_ensemble(test_score_ensemble, num_stages)
+        self._check_stage_options(num_stages, stage_sampling, stage_loss_weights, test_score_ensemble, mask_train_stage)
         # A sequence of mask heads (a list, or LazyConfig's ListConfig) means one per stage.
         mask_head = kwargs.get("mask_head")
         mask_per_stage = mask_head is not None and (
@@ -198,40 +257,45 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         self.stage_sampling = stage_sampling
         self.stage_loss_weights = None if stage_loss_weights is None else [float(w) for w in stage_loss_weights]
         self.test_score_ensemble = test_score_ensemble
-        self.test_stage = test_stage
         self.mask_per_stage = mask_per_stage
         self.mask_train_stage = mask_train_stage
         self.return_stage_detections = return_stage_detections
 
     @staticmethod
-    def _check_stage_options(
-        num_stages, stage_sampling, stage_loss_weights, test_score_ensemble, mask_train_stage, keys: Dict[str, str]
-    ) -> None:
-        """Reject options that do not fit a `num_stages` cascade; messages name `keys` (argument -> the name the
-        user wrote it under: the argument itself, or its yacs key)."""
+    def _check_stage_options(num_stages, stage_sampling, stage_loss_weights, test_score_ensemble, mask_train_stage):
+        """The one check of the stage options, at construction; messages name the argument and its yacs key."""
+
+        def name(argument: str) -> str:
+            return f"{argument} (yacs: {CASCADE_HEAD}.{argument.upper()})"
+
         if stage_sampling not in STAGE_SAMPLINGS:
-            raise ValueError(f"{keys['stage_sampling']}={stage_sampling!r} is not one of {STAGE_SAMPLINGS}")
+            raise ValueError(f"{name('stage_sampling')}={stage_sampling!r} is not one of {STAGE_SAMPLINGS}")
         if stage_loss_weights is not None and len(stage_loss_weights) != num_stages:
             raise ValueError(
-                f"{keys['stage_loss_weights']} has {len(stage_loss_weights)} entries for {num_stages} stages: "
-                "give one per stage, or none"
+                f"{name('stage_loss_weights')} has {len(stage_loss_weights)} entries for {num_stages} stages: give "
+                "one per stage, or none"
             )
-        CascadeRCNNROIHeads._parse_test_score_ensemble(test_score_ensemble, num_stages, keys["test_score_ensemble"])
-        if not 0 <= mask_train_stage < num_stages:
+        if _selected_stage(test_score_ensemble, num_stages) is _UNKNOWN:
             raise ValueError(
-                f"{keys['mask_train_stage']}={mask_train_stage} is not a stage of this {num_stages}-stage cascade"
+                f"{name('test_score_ensemble')}={test_score_ensemble!r} is not one of {TEST_SCORE_ENSEMBLES} or "
+                f"'stage0'..'stage{num_stages - 1}'"
+            )
+        if not isinstance(mask_train_stage, int) or not 0 <= mask_train_stage < num_stages:
+            raise ValueError(
+                f"{name('mask_train_stage')}={mask_train_stage} is not a stage of this {num_stages}-stage cascade"
             )
 
-    @staticmethod
-    def _parse_test_score_ensemble(name: str, num_stages: int, key: str = "test_score_ensemble") -> Optional[int]:
-        """Return the single stage `name` selects (None for an ensemble of all stages); reject unknown names."""
-        if name in ("mean_probs", "mean_logits"):
-            return None
-        if name == "last":
-            return num_stages - 1
-        if name.startswith("stage") and name[5:].isdigit() and int(name[5:]) < num_stages:
-            return int(name[5:])
-        raise ValueError(f"{key}={name!r} is not one of {TEST_SCORE_ENSEMBLES} or 'stage0'..'stage{num_stages - 1}'")
+    @property
+    def test_stage(self) -> Optional[int]:
+        """The one stage whose scores `test_score_ensemble` selects (None: an ensemble of all stages)."""
+        return _selected_stage(self.test_score_ensemble, self.num_cascade_stages)
+
+    @property
+    def shared_gradient_scale(self) -> float:
+        """What the gradient into the shared region features is multiplied by in training: 1/T with
+        `stage_loss_weights=None` (Detectron2: summing T stage losses would scale it by T), 1 with explicit weights
+        (MMDetection). So `[1, 1, 1]` and None differ by this scale alone."""
+        return 1.0 / self.num_cascade_stages if self.stage_loss_weights is None else 1.0
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -247,11 +311,6 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         for argument, key in options.items():
             ret[argument] = yacs_option(cfg, f"{CASCADE_HEAD}.{key}")
         ret["stage_loss_weights"] = list(ret["stage_loss_weights"]) or None
-        cls._check_stage_options(
-            len(cfg.MODEL.ROI_BOX_CASCADE_HEAD.IOUS),
-            *(ret[a] for a in list(options)[:4]),
-            keys={a: f"{CASCADE_HEAD}.{k}" for a, k in options.items()},
-        )
         return ret
 
     @staticmethod
@@ -328,13 +387,17 @@ class CascadeRCNNROIHeads(StandardROIHeads):
             # Keypoints, if any, train on the stage-0 samples (Detectron2's choice).
             losses.update(self._forward_keypoint(features, proposals))
             return proposals, losses
-        pred_instances = self._forward_box(features, proposals)
-        return self.forward_with_given_boxes(features, pred_instances), {}
+        pred_instances, stage_detections = self._forward_box(features, proposals)
+        pred_instances = self.forward_with_given_boxes(features, pred_instances)
+        if stage_detections is not None:  # added after the masks: the mask head runs on the model's own rows only
+            pred_instances = [_with_stage_rows(own, stages) for own, stages in zip(pred_instances, stage_detections)]
+        return pred_instances, {}
 
     def _forward_box(self, features: Dict[str, torch.Tensor], proposals: List[Instances], targets=None):
         """
         Run the T stages. Training returns ({"loss_cls_stage{t}", "loss_box_reg_stage{t}"}, the RoIs of each
-        stage); inference returns per-image Instances with pred_boxes, scores, pred_classes.
+        stage); inference returns (per-image Instances with pred_boxes, scores, pred_classes; with
+        `return_stage_detections`, per image the list of each stage's own detections, else None).
         """
         features = [features[f] for f in self.box_in_features]
         image_sizes = [p.image_size for p in proposals]
@@ -362,24 +425,14 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         instances, _ = fast_rcnn_inference(
             boxes, scores, image_sizes, last.test_score_thresh, last.test_nms_thresh, last.test_topk_per_image
         )
-        if self.return_stage_detections:
-            instances = self._with_stage_detections(instances, stage_outputs)
-        return instances
-
-    def _with_stage_detections(self, instances: List[Instances], stage_outputs) -> List[Instances]:
-        """Append each stage's own detections (its boxes, its classifier alone) to every image's detections, rows
-        marked by a `stage` field (-1 for the model's own detections)."""
+        if not self.return_stage_detections:
+            return instances, None
+        # Each stage's own detections: its boxes scored by its classifier alone, post-processed as usual.
         per_stage = [
             self.box_predictor[t].inference(predictions, stage_proposals)[0]
             for t, (predictions, stage_proposals) in enumerate(stage_outputs)
         ]
-        out = []
-        for i, own in enumerate(instances):
-            parts = [own] + [stage[i] for stage in per_stage]
-            for t, part in enumerate(parts):
-                part.stage = torch.full((len(part),), t - 1, dtype=torch.int64, device=part.scores.device)
-            out.append(Instances.cat(parts))
-        return out
+        return instances, [[stage[i] for stage in per_stage] for i in range(len(instances))]
 
     def _stage_losses(self, stage_outputs) -> Dict[str, torch.Tensor]:
         storage = get_event_storage()
@@ -436,10 +489,9 @@ class CascadeRCNNROIHeads(StandardROIHeads):
     def _run_stage(self, features: List[torch.Tensor], proposals: List[Instances], stage: int):
         """Pool, run stage `stage`'s head and predictor: returns (logits (R, K+1), deltas (R, 4 or 4K))."""
         box_features = self.box_pooler(features, [p.proposal_boxes for p in proposals])
-        if self.training and self.stage_loss_weights is None:
-            # Summing T stage losses would scale the gradient into the shared features by T; scaling it by
-            # 1/T is equivalent to averaging the stage losses while keeping each head's own gradient whole.
-            box_features = _ScaleGradient.apply(box_features, 1.0 / self.num_cascade_stages)
+        if self.training and self.shared_gradient_scale != 1.0:
+            # Averages the stages' gradients into the shared features while keeping each head's own gradient whole.
+            box_features = _ScaleGradient.apply(box_features, self.shared_gradient_scale)
         box_features = self.box_head[stage](box_features)
         return self.box_predictor[stage](box_features)
 

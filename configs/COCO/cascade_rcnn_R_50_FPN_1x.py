@@ -17,8 +17,7 @@ Initialise from torchvision's ImageNet ResNet-50 file (train.init_checkpoint=/pa
 and renamed as it is); nothing is downloaded.
 """
 
-from cascade_det.config import lazy_cascade_stages
-from cascade_det.modeling import FrozenStatsBatchNorm2d, InsideAnchorsRPN, MaxIoUMatcher
+from cascade_det.modeling import FrozenStatsBatchNorm2d, InsideAnchorsRPN, MaxIoUMatcher, lazy_cascade_stages
 
 from detectron2 import model_zoo
 from detectron2.config import LazyCall as L

@@ -11,7 +11,7 @@ RoIs, two 256-d FCs per stage. `cascade_rcnn_R_18_FPN.yaml` is the same model an
 import torch
 from fvcore.common.param_scheduler import MultiStepParamScheduler
 
-from cascade_det.config import lazy_cascade_stages
+from cascade_det.modeling import lazy_cascade_stages
 
 from detectron2.config import LazyCall as L
 from detectron2.layers import ShapeSpec

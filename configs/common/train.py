@@ -1,5 +1,5 @@
 """Run settings: Detectron2's `common/train.py` plus cascade_det's own keys with their defaults (the table in
-`cascade_det.config.OPTIONS`), read by the trainer through `cascade_det.engine.RunConfig`."""
+`cascade_det.config.OPTIONS`), read, checked and recorded by `cascade_det.engine.Run`."""
 
 from cascade_det.config import lazy_train_defaults
 

@@ -179,20 +179,22 @@ def test_unknown_test_score_ensemble_and_wrong_stage_loss_weights_are_rejected()
         build_roi_heads(cfg, input_shapes())
     cfg = small_cascade_cfg()
     cfg.MODEL.ROI_BOX_CASCADE_HEAD.STAGE_LOSS_WEIGHTS = [1.0, 0.5]
-    with pytest.raises(ValueError, match="MODEL.ROI_BOX_CASCADE_HEAD.STAGE_LOSS_WEIGHTS has 2 entries for 3 stages"):
+    with pytest.raises(ValueError, match=r"MODEL.ROI_BOX_CASCADE_HEAD.STAGE_LOSS_WEIGHTS\) has 2 entries for 3 stages"):
         build_roi_heads(cfg, input_shapes())
 
 
-def test_errors_name_the_argument_for_lazyconfig_users_and_the_key_for_yacs_users():
+def test_errors_name_the_argument_and_its_yacs_key():
     cfg = small_cascade_cfg()
     cfg.MODEL.ROI_BOX_CASCADE_HEAD.STAGE_SAMPLING = "resampled"
-    with pytest.raises(ValueError, match=r"^MODEL.ROI_BOX_CASCADE_HEAD.STAGE_SAMPLING='resampled' is not one of"):
+    with pytest.raises(
+        ValueError, match=r"^stage_sampling \(yacs: MODEL.ROI_BOX_CASCADE_HEAD.STAGE_SAMPLING\)='resampled' is not one"
+    ):
         build_roi_heads(cfg, input_shapes())
     args = CascadeRCNNROIHeads.from_config(small_cascade_cfg(), input_shapes())
     for argument, value, message in [
-        ("stage_sampling", "resampled", r"^stage_sampling='resampled' is not one of"),
-        ("test_score_ensemble", "stage7", r"^test_score_ensemble='stage7' is not one of"),
-        ("mask_train_stage", 5, r"^mask_train_stage=5 is not a stage of this 3-stage cascade"),
+        ("stage_sampling", "resampled", r"^stage_sampling \(yacs: \S+\)='resampled' is not one of"),
+        ("test_score_ensemble", "stage7", r"^test_score_ensemble \(yacs: \S+\)='stage7' is not one of"),
+        ("mask_train_stage", 5, r"^mask_train_stage \(yacs: \S+\)=5 is not a stage of this 3-stage cascade"),
     ]:
         with pytest.raises(ValueError, match=message):
             CascadeRCNNROIHeads(**{**args, argument: value})
@@ -224,7 +226,6 @@ def test_test_score_ensembles_differ_as_documented(heads_pair):
     def scores(name):
         heads = copy.deepcopy(ours)
         heads.test_score_ensemble = name
-        heads.test_stage = heads._parse_test_score_ensemble(name, 3)
         return torch.cat(heads._ensemble_scores(predictions, proposals))
 
     torch.testing.assert_close(scores("mean_probs"), sum(probs) / 3)
@@ -358,9 +359,60 @@ def test_stage_detections_come_in_the_outputs_when_asked(heads_pair):
         assert len(stages) == 3 and all(len(s) > 0 for s in stages)
         torch.testing.assert_close(own.pred_boxes.tensor, expected.pred_boxes.tensor, rtol=0, atol=0)
         torch.testing.assert_close(own.scores, expected.scores, rtol=0, atol=0)
-        # Stage 2's own detections: the boxes the ensemble also uses, scored by stage 2 alone.
-        assert not torch.equal(stages[2].scores[: len(own)], own.scores[: len(stages[2])])
     assert split_stage_detections(plain[0])[1] == []
+    # Stage t's rows are what stage t infers alone: the output of the cascade cut after stage t, scored by it.
+    for t in range(3):
+        expected = truncated_cascade(ours, t)(None, features, copy.deepcopy(proposals))[0]
+        for want, got in zip(expected, combined):
+            stage_t = split_stage_detections(got)[1][t]
+            torch.testing.assert_close(stage_t.pred_boxes.tensor, want.pred_boxes.tensor, rtol=0, atol=0)
+            torch.testing.assert_close(stage_t.scores, want.scores, rtol=0, atol=0)
+            assert torch.equal(stage_t.pred_classes, want.pred_classes)
+
+
+def truncated_cascade(heads, last_stage):
+    """A copy of `heads` with stages 0..last_stage only, scoring by stage `last_stage` alone (in eval mode)."""
+    cut = copy.deepcopy(heads).eval()
+    cut.box_head = torch.nn.ModuleList(list(cut.box_head)[: last_stage + 1])
+    cut.box_predictor = torch.nn.ModuleList(list(cut.box_predictor)[: last_stage + 1])
+    cut.proposal_matchers = cut.proposal_matchers[: last_stage + 1]
+    cut.num_cascade_stages = last_stage + 1
+    cut.test_score_ensemble = f"stage{last_stage}"
+    cut.return_stage_detections = False
+    return cut
+
+
+def test_stage_detections_of_a_mask_model_leave_the_mask_head_and_pasting_to_its_own_rows(monkeypatch):
+    from cascade_det.modeling import split_stage_detections
+
+    from detectron2.modeling.postprocessing import detector_postprocess
+
+    _, heads = build_pair(mask_on=True)
+    heads.eval()
+    features, proposals, _ = make_inputs(seed=3)
+    rows_masked = []
+    heads.mask_head.register_forward_hook(lambda module, args, out: rows_masked.append(len(args[0])))
+    with torch.no_grad():
+        plain = heads(None, features, copy.deepcopy(proposals))[0]
+        heads.return_stage_detections = True
+        combined = heads(None, features, copy.deepcopy(proposals))[0]
+    assert rows_masked[0] == rows_masked[1] == sum(len(p) for p in plain)  # the mask head saw the own rows alone
+    pasted = []
+    from detectron2.structures import masks as masks_module
+
+    paste = masks_module.ROIMasks.to_bitmasks
+    monkeypatch.setattr(
+        masks_module.ROIMasks,
+        "to_bitmasks",
+        lambda self, boxes, *a, **k: pasted.append(len(boxes)) or paste(self, boxes, *a, **k),
+    )
+    for expected, got in zip(plain, combined):
+        assert len(got) > len(expected)
+        want = detector_postprocess(expected, *IMAGE_SIZE)
+        own, stages = split_stage_detections(detector_postprocess(got, *IMAGE_SIZE))
+        assert torch.equal(own.pred_masks, want.pred_masks)
+        assert all(not s.pred_masks.any() for s in stages)
+    assert pasted == [len(p) for p in plain for _ in (0, 1)]  # per image: the plain run and the own rows, no more
 
 
 def test_pooler_is_chosen_where_it_is_built():

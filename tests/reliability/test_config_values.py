@@ -78,6 +78,7 @@ def test_explosion_factor_zero_turns_the_explosion_test_off_but_not_the_non_fini
     from cascade_det.engine.divergence import _LossGuard
 
     guard = _LossGuard()
+    guard.model = torch.nn.Linear(1, 1)  # the guard watches the trained model's outputs
     guard.setup_guard(0, lambda i: "")
     guard.loss_history.extend([1.0, 1.0])
     assert guard._divergence(1e9) is None

@@ -6,8 +6,7 @@ gradient scale 1/3; mean of the stages' probabilities at test), pooling with `Fa
 results, multi-threaded on the CPU; Detectron2's `ROIPooler` is a drop-in alternative).
 """
 
-from cascade_det.config import lazy_cascade_stages
-from cascade_det.modeling import CascadeRCNNROIHeads, FastROIPooler
+from cascade_det.modeling import CascadeRCNNROIHeads, FastROIPooler, lazy_cascade_stages
 
 from detectron2 import model_zoo
 

@@ -1,0 +1,71 @@
+"""`CascadeTrainer` as a Detectron2 user drives `DefaultTrainer` from a script: its classmethods build from either
+config style and never change the config they are given; `CascadeTrainer(cfg).train()` and `.test(cfg, model)` run."""
+
+import copy
+import os
+
+import pytest
+from omegaconf import OmegaConf
+
+from cascade_det.engine import CascadeTrainer, load_config
+
+from ..conftest import QUICKSTART, ROOT
+
+YACS = os.path.join(ROOT, "configs/Shapes/cascade_rcnn_R_18_FPN.yaml")
+
+
+def small_lazy(tmp_path, *overrides):
+    return load_config(
+        os.path.join(ROOT, QUICKSTART),
+        [
+            f"train.output_dir={tmp_path}",
+            "train.device=cpu",
+            "train.max_iter=2",
+            "train.eval_period=0",
+            "dataloader.train.total_batch_size=16",
+            "dataloader.train.num_workers=0",
+            "dataloader.test.num_workers=0",
+            "train.per_stage_eval=True",
+            *overrides,
+        ],
+    )
+
+
+def small_yacs(tmp_path):
+    return load_config(
+        YACS,
+        ["OUTPUT_DIR", str(tmp_path), "MODEL.DEVICE", "cpu", "SOLVER.MAX_ITER", "2", "TEST.EVAL_PERIOD", "0"]
+        + ["SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0", "TEST.PER_STAGE_EVAL", "True"],
+    )
+
+
+def dump(cfg):
+    return OmegaConf.to_yaml(cfg) if OmegaConf.is_config(cfg) else cfg.dump()
+
+
+@pytest.mark.parametrize("style", ["lazy", "yacs"])
+def test_classmethods_leave_the_config_they_are_given_as_it_was(tmp_path, style):
+    # Written for 8 processes and run on one: every builder scales its own copy, none the caller's.
+    cfg = small_lazy(tmp_path, "train.reference_world_size=8") if style == "lazy" else small_yacs(tmp_path)
+    before = dump(cfg)
+    model = CascadeTrainer.build_model(cfg)
+    optimizer = CascadeTrainer.build_optimizer(cfg, model)
+    CascadeTrainer.build_lr_scheduler(cfg, optimizer)
+    CascadeTrainer.build_train_loader(cfg)
+    CascadeTrainer.build_test_loader(cfg, "cascade_shapes_val")
+    CascadeTrainer.build_evaluator(cfg, "cascade_shapes_val", str(tmp_path / "eval"))
+    assert dump(cfg) == before
+    if style == "lazy":  # the scaling reached the builders: batch 16 on one process of 8 is 2
+        assert CascadeTrainer.build_train_loader(cfg).batch_size == 2
+
+
+def test_a_trainer_from_a_users_script_trains_and_tests_as_defaulttrainer_does(tmp_path):
+    cfg = small_lazy(tmp_path, "dataloader.train.total_batch_size=2")
+    before = copy.deepcopy(dump(cfg))
+    trainer = CascadeTrainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    assert trainer.iter == 2 and os.path.isfile(tmp_path / "model_final.pth")
+    results = CascadeTrainer.test(cfg, trainer.model)  # Detectron2's signature: (cfg, model)
+    assert "bbox" in results and "per_stage_bbox" in results
+    assert dump(cfg) == before
