@@ -260,7 +260,10 @@ def export_without_caffe2() -> Optional[str]:
     """Detectron2 0.6's `detectron2.export` imports caffe2 (gone from PyTorch) in its __init__, so
     `from detectron2.export import TracingAdapter` (and `detectron2.utils.analysis`, which needs it) fails. Main
     imports caffe2 only if present; this gives 0.6 the same: the package with its tracing and scripting parts."""
-    if "from .api import *" not in _source("detectron2.export.__init__") or importlib.util.find_spec("caffe2"):
+    unconditional = any(
+        line.startswith("from .api import") for line in _source("detectron2.export.__init__").splitlines()
+    )
+    if not unconditional or importlib.util.find_spec("caffe2"):  # main imports .api only where caffe2 is
         return None
     if "detectron2.export" in sys.modules:
         return None

@@ -26,6 +26,7 @@ __all__ = [
     "add_cascade_config",
     "cascade_head_default",
     "get_dotted",
+    "lazy_test_defaults",
     "lazy_train_defaults",
     "option",
     "option_default",
@@ -323,6 +324,42 @@ OPTIONS = [
                 "cuDNN's algorithm search in training (Detectron2's default_setup)",
             ),
             (
+                "tta",
+                "TEST.AUG.ENABLED",
+                "test.aug.enabled",
+                False,
+                _bool,
+                "true or false",
+                "also evaluate with test-time augmentation (flip and scales, Detectron2's GeneralizedRCNNWithTTA)",
+            ),
+            (
+                "tta_min_sizes",
+                "TEST.AUG.MIN_SIZES",
+                "test.aug.min_sizes",
+                (400, 500, 600, 700, 800, 900, 1000, 1100, 1200),
+                lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(_positive_int(s) for s in v),
+                "a list of positive integers",
+                "test-time augmentation: the shorter sides",
+            ),
+            (
+                "tta_max_size",
+                "TEST.AUG.MAX_SIZE",
+                "test.aug.max_size",
+                4000,
+                _positive_int,
+                "a positive integer",
+                "test-time augmentation: the longest longer side",
+            ),
+            (
+                "tta_flip",
+                "TEST.AUG.FLIP",
+                "test.aug.flip",
+                True,
+                _bool,
+                "true or false",
+                "test-time augmentation: also each size flipped",
+            ),
+            (
                 "num_classes",
                 "MODEL.ROI_HEADS.NUM_CLASSES",
                 "model.roi_heads.num_classes",
@@ -432,6 +469,17 @@ def add_cascade_config(cfg: CN) -> CN:
     # Detectron2's cascade is class-agnostic; this is the default a cascade config starts from.
     cfg.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG = True
     return cfg
+
+
+def lazy_test_defaults() -> Dict[str, Any]:
+    """The `test.*` settings (test-time augmentation, `test.aug`) with their defaults: what a LazyConfig's `test`
+    node holds (Detectron2's LazyConfigs have none; `configs/common/train.py` writes it)."""
+    out: Dict[str, Any] = {}
+    for option in OPTIONS:
+        if option.lazy and option.lazy.startswith("test."):
+            default = list(option.default) if isinstance(option.default, tuple) else option.default
+            set_dotted(out, option.lazy[len("test.") :], default)
+    return out
 
 
 def lazy_train_defaults() -> Dict[str, Any]:

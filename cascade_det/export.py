@@ -12,8 +12,9 @@ Detectron2's mask head predicts them). The command loads the file back, runs it 
 largest differences from the eager model (boxes within 0.05 px and scores within 1e-3, or it fails).
 
 How it exports what Detectron2 lists as "tracing only" for Cascade R-CNN: the model is traced with Detectron2's
-`patch_builtin_len` (sizes stay dynamic), our pooler defers to torchvision's RoIAlign while tracing (an exportable
-op), and the cascade's gradient scaling exists only in training.
+`patch_builtin_len` (sizes stay dynamic; our modules keep theirs dynamic with `tracing.dynamic_len`), our pooler
+defers to torchvision's RoIAlign while tracing (an exportable op), and the cascade's gradient scaling exists only in
+training.
 """
 
 import importlib.util
@@ -32,7 +33,7 @@ from detectron2.export.torchscript_patch import patch_builtin_len
 
 from .engine.args import config_tool_parser
 from .modeling.speed import plain_convolutions
-from .tracing import OUR_MODULES, quiet_tracing
+from .tracing import quiet_tracing
 from .weights import atomic_write
 
 __all__ = ["ExportableDetector", "compare", "export", "load_exported", "main"]
@@ -53,7 +54,7 @@ class ExportableDetector(nn.Module):
         self.masks = bool(getattr(model.roi_heads, "mask_on", False))
 
     def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        with patch_builtin_len(OUR_MODULES):
+        with patch_builtin_len():  # Detectron2's modules; ours keep their sizes dynamic themselves (dynamic_len)
             (instances,) = self.model.inference([{"image": image}], do_postprocess=False)
         out = (instances.pred_boxes.tensor, instances.scores, instances.pred_classes)
         return out + (instances.pred_masks,) if self.masks else out

@@ -37,7 +37,8 @@ Image = Union[str, os.PathLike, np.ndarray]
 class Predictor:
     """A model of `config` (a path to a `.py` / `.yaml`, or a loaded config) with `weights` (a checkpoint file; ""
     for the config's own train.init_checkpoint / MODEL.WEIGHTS), on `device` (default: CUDA if available), keeping
-    detections scoring at least `score_thresh` (default: the config's)."""
+    detections scoring at least `score_thresh` (default: the config's). With `tta`, every call runs the model under
+    test-time augmentation (the config's `test.aug` / `TEST.AUG` sizes and flip; Detectron2's merging)."""
 
     def __init__(
         self,
@@ -46,6 +47,7 @@ class Predictor:
         device: Optional[str] = None,
         score_thresh: Optional[float] = None,
         overrides: Sequence[str] = (),
+        tta: bool = False,
     ):
         cfg = load_config(str(config), overrides) if isinstance(config, (str, os.PathLike)) else config
         # One process, per-stage detections asked per call (not built in as per-stage evaluation does).
@@ -70,6 +72,7 @@ class Predictor:
             for predictor in predictors:
                 predictor.test_score_thresh = float(score_thresh)
         self.input_format, self.augmentations = run.test_preprocessing()
+        self.tta_model = run.with_tta(self.model) if tta else None
         names = run.settings.test_datasets or run.settings.train_datasets
         self.metadata = MetadataCatalog.get(names[0]) if names else None  # its datasets' (class names, colours)
         self.class_names = list(self.metadata.get("thing_classes", [])) if self.metadata is not None else []
@@ -86,7 +89,7 @@ class Predictor:
             heads.return_stage_detections = per_stage
         try:
             with torch.no_grad():
-                outputs = self.model(inputs)
+                outputs = (self.tta_model or self.model)(inputs)
         finally:
             if self.is_cascade:
                 heads.return_stage_detections = False

@@ -1,16 +1,22 @@
-"""What tracing our models needs, for our export and Detectron2's (`TracingAdapter`, `FlopCountAnalysis`) alike:
-the modules whose `len()` calls must stay dynamic while tracing (`OUR_MODULES`), and `quiet_tracing`."""
+"""What tracing our models needs, for our export and Detectron2's (`TracingAdapter`, `tools/deploy/export_model.py`,
+`FlopCountAnalysis`) alike: `dynamic_len`, the `len` of our modules' forward passes, and `quiet_tracing`."""
 
 import contextlib
 import warnings
 
 import torch
 
-__all__ = ["OUR_MODULES", "quiet_tracing"]
+__all__ = ["dynamic_len", "quiet_tracing"]
 
-# Modules of ours that call len() on tensors or Instances in the forward pass: Detectron2's `patch_builtin_len`
-# takes them so that traced sizes stay dynamic.
-OUR_MODULES = ("cascade_det.modeling.cascade_roi_heads", "cascade_det.modeling.box_predictor")
+
+def dynamic_len(obj) -> int:
+    """`len(obj)` through `obj.__len__()`: the same number in eager mode; while tracing, the length of a tensor (or of
+    Instances, Boxes) stays a traced size instead of being recorded as a constant. Our modules that run in the
+    forward pass (`modeling.cascade_roi_heads`, `modeling.box_predictor`) use it as their `len`, so that any tracer
+    keeps their sizes dynamic: Detectron2's `patch_builtin_len`, which `TracingAdapter` applies, does the same for
+    Detectron2's own modules only. Without it, a model traced on an image with fewer proposals than the RPN's
+    post-NMS top-k fails on an image with more."""
+    return obj.__len__()
 
 
 @contextlib.contextmanager

@@ -31,15 +31,15 @@ from detectron2.data.common import DatasetFromList
 from detectron2.data.samplers import TrainingSampler
 from detectron2.utils import comm
 
+from ..config import option, yacs_option
 from ..errors import Error
 
 __all__ = ["ResumableTrainLoader", "SampleReadError", "build_train_loader", "mapped_with_file_errors", "sample_seed"]
 
 logger = logging.getLogger(__name__)
 
-_SKIP_HINT = (
-    "dataloader.train.skip_unreadable_images=True (LazyConfig) or DATALOADER.SKIP_UNREADABLE_IMAGES True (yacs)"
-)
+_SKIP = option("DATALOADER.SKIP_UNREADABLE_IMAGES")
+_SKIP_HINT = f"{_SKIP.lazy}=True (LazyConfig) or {_SKIP.yacs} True (yacs)"
 _MAX_REPLACEMENTS = 20
 
 
@@ -213,13 +213,11 @@ class ResumableTrainLoader:
 
 
 def _from_config(cfg, mapper=None, *, dataset=None, sampler=None):
-    from ..config import yacs_option
-
     ret = _train_loader_from_config(cfg, mapper, dataset=dataset, sampler=sampler)
     if sampler is None and type(ret["sampler"]) is TrainingSampler:
         ret["sampler"] = None  # built below from the run's seed, as for LazyConfig
     ret["seed"] = cfg.SEED
-    ret["skip_unreadable_images"] = yacs_option(cfg, "DATALOADER.SKIP_UNREADABLE_IMAGES")
+    ret["skip_unreadable_images"] = yacs_option(cfg, _SKIP.yacs)
     return ret
 
 

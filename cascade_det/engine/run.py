@@ -26,6 +26,7 @@ from ..errors import Error
 from ..evaluation import FinalDetections, PerStageCOCOEvaluator
 from ..modeling import CascadeRCNNROIHeads
 from ..modeling.speed import optimize_for_speed
+from ..modeling.tta import CascadeRCNNWithTTA, tta_config
 from .styles import MISSING, style_of
 
 __all__ = ["ConfigValueError", "Run", "RunSettings"]
@@ -57,6 +58,10 @@ class RunSettings:
     num_workers: int
     base_lr: float
     cudnn_benchmark: bool
+    tta: bool
+    tta_min_sizes: Tuple[int, ...]
+    tta_max_size: int
+    tta_flip: bool
     num_classes: Optional[int]
     train_datasets: Tuple[str, ...]
     test_datasets: Tuple[str, ...]
@@ -73,7 +78,8 @@ class RunSettings:
 
 
 _DERIVED = ("ddp", "precise_bn")
-assert {f.name for f in dataclasses.fields(RunSettings)} == set(run_options()) | set(_DERIVED), "key table drift"
+_FIELDS = {f.name for f in dataclasses.fields(RunSettings)}
+assert set(run_options()) | set(_DERIVED) == _FIELDS, f"RunSettings and OPTIONS differ: {_FIELDS ^ set(run_options())}"
 
 
 def _read_settings(style, cfg) -> RunSettings:
@@ -92,6 +98,7 @@ def _read_settings(style, cfg) -> RunSettings:
         names = values[split]
         values[split] = (names,) if isinstance(names, str) else tuple(names)
     values["weights"] = values["weights"] or ""
+    values["tta_min_sizes"] = tuple(values["tta_min_sizes"])
     return RunSettings(**values, **style.derived(cfg))
 
 
@@ -189,6 +196,11 @@ class Run:
         )
         logger.info("Model:\n%s", model)  # as it runs: the speed options show as FastConv2d(...)
         return model
+
+    def with_tta(self, model: torch.nn.Module) -> CascadeRCNNWithTTA:
+        """`model` under test-time augmentation (`test.aug` / `TEST.AUG`; sizes, flip), the same for both styles."""
+        s = self.settings
+        return CascadeRCNNWithTTA(tta_config(model, s.tta_min_sizes, s.tta_max_size, s.tta_flip), model)
 
     def build_optimizer(self, model: torch.nn.Module):
         return self.style.build_optimizer(self.cfg, model)

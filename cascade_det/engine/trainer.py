@@ -104,6 +104,9 @@ class CascadeTrainer(DefaultTrainer):
             if comm.is_main_process()
             else None,
             hooks.EvalHook(s.eval_period, self._evaluate),
+            # With test.aug / TEST.AUG: the trained model is also evaluated with TTA, at the end (Detectron2's
+            # tools/train_net.py registers the same EvalHook(0, test_with_TTA)).
+            hooks.EvalHook(0, self._evaluate_with_tta) if s.tta else None,
             hooks.PeriodicWriter(self.build_writers(), period=s.log_period) if comm.is_main_process() else None,
         ]
 
@@ -116,6 +119,14 @@ class CascadeTrainer(DefaultTrainer):
         folder = os.path.join(self.run.settings.output_dir, "inference", f"iter_{iteration:07d}")
         self._last_eval_results = self.test(self.run, self.model, output_dir=folder)
         return self._last_eval_results
+
+    def _evaluate_with_tta(self):
+        """Evaluate the trained model with test-time augmentation into `inference/iter_<N>_TTA/`."""
+        iteration = min(self.iter, self.max_iter - 1)
+        folder = os.path.join(self.run.settings.output_dir, "inference", f"iter_{iteration:07d}_TTA")
+        tta = self.test_with_TTA(self.run, self.model, output_dir=folder)
+        self._last_eval_results = {**(getattr(self, "_last_eval_results", None) or {}), **tta}
+        return tta  # what the hook writes to metrics.json: the TTA results beside the plain ones
 
     def train(self):
         """Run training; returns the last evaluation's results (None if it never evaluated)."""
@@ -188,6 +199,19 @@ class CascadeTrainer(DefaultTrainer):
         return next(iter(results.values())) if len(results) == 1 else results
 
     @classmethod
+    def test_with_TTA(cls, cfg, model, output_dir: Optional[str] = None) -> Dict:
+        """`test` of `model` under test-time augmentation (`test.aug` / `TEST.AUG`: sizes, flip), as Detectron2's
+        tools/train_net.py does it: results under "<task>_TTA" (per-stage ones too), written into `output_dir`
+        (default `<output dir>/inference_TTA`)."""
+        run = Run.of(cfg)
+        logger.info("Running inference with test-time augmentation ...")
+        output_dir = output_dir or os.path.join(run.settings.output_dir, "inference_TTA")
+        results = cls.test(run, run.with_tta(model), output_dir=output_dir)
+        if len(run.settings.test_datasets) > 1:
+            return {name: {f"{k}_TTA": v for k, v in r.items()} for name, r in results.items()}
+        return {f"{k}_TTA": v for k, v in results.items()}
+
+    @classmethod
     def evaluate_checkpoint(cls, plan: RunPlan) -> Dict:
         """--eval-only: the configured weights (or with --resume, the output dir's newest checkpoint), checked
         (`check_load_report`), evaluated into `plan.eval_dir`; the metrics are appended to metrics.json."""
@@ -200,6 +224,8 @@ class CascadeTrainer(DefaultTrainer):
         source = checkpointer.loaded_from or s.weights
         check_load_report(checkpointer.last_load_report, run, source, eval_only=True)
         results = cls.test(run, model, output_dir=plan.eval_dir)
+        if s.tta:
+            results = {**results, **cls.test_with_TTA(run, model, output_dir=os.path.join(plan.eval_dir, "TTA"))}
         if comm.is_main_process():
             path = write_eval_metrics(s.output_dir, results, checkpoint.get("iteration", 0))
             logger.info("Evaluation of %s written to %s; metrics appended to %s", source, plan.eval_dir, path)

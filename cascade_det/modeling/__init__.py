@@ -7,11 +7,13 @@ from .lazy_stages import lazy_cascade_stages
 from .norm import FrozenStatsBatchNorm2d
 from .roi_align import FastROIPooler
 from .rpn import InsideAnchorsRPN, MaxIoUMatcher
+from .tta import CascadeRCNNWithTTA, tta_config
 
 __all__ = [
     "CASCADE_BOX_PREDICTOR_REGISTRY",
     "CascadeOutputLayers",
     "CascadeRCNNROIHeads",
+    "CascadeRCNNWithTTA",
     "FastROIPooler",
     "FrozenStatsBatchNorm2d",
     "InsideAnchorsRPN",
@@ -20,4 +22,5 @@ __all__ = [
     "check_cascade_stages",
     "lazy_cascade_stages",
     "split_stage_detections",
+    "tta_config",
 ]

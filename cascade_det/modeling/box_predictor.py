@@ -28,6 +28,7 @@ from detectron2.structures import Instances
 from detectron2.utils.registry import Registry
 
 from ..config import CASCADE_HEAD, yacs_option
+from ..tracing import dynamic_len as len  # noqa: A004  (sizes stay dynamic when traced)
 
 __all__ = ["BOX_REG_LOSS_TYPES", "CASCADE_BOX_PREDICTOR_REGISTRY", "CascadeOutputLayers", "build_cascade_box_predictor"]
 

@@ -26,6 +26,7 @@ from detectron2.structures import BitMasks, Boxes, Instances, ROIMasks, pairwise
 from detectron2.utils.events import get_event_storage
 
 from ..config import CASCADE_HEAD, cascade_head_default, yacs_option
+from ..tracing import dynamic_len as len  # noqa: A004  (sizes stay dynamic when traced)
 from .box_predictor import build_cascade_box_predictor
 from .roi_align import FastROIPooler
 

@@ -17,7 +17,7 @@ from detectron2 import model_zoo
 
 from ..common.models.cascade_rcnn_fpn import model
 from ..common.models.mask_head import mask_head, mask_in_features, mask_pooler
-from ..common.train import train
+from ..common.train import test, train
 
 model.roi_heads.update(
     mask_in_features=mask_in_features,

@@ -8,7 +8,7 @@ Detectron2's (and the authors') variant, one mask head trained on stage-0 RoIs:
 """
 
 from ..common.models.mask_head import mask_head, mask_in_features, mask_pooler
-from .cascade_rcnn_R_50_FPN_1x import dataloader, lr_multiplier, model, optimizer, train  # noqa: F401
+from .cascade_rcnn_R_50_FPN_1x import dataloader, lr_multiplier, model, optimizer, test, train  # noqa: F401
 
 mask_head.num_classes = "${...num_classes}"  # inside the list of heads: the roi_heads' num_classes
 model.roi_heads.update(

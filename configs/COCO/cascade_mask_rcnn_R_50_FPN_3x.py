@@ -3,7 +3,7 @@ mask 38.5 for its own 3x recipe."""
 
 from .cascade_mask_rcnn_R_50_FPN_1x import dataloader, model, optimizer  # noqa: F401
 from .cascade_rcnn_R_50_FPN_3x import dataloader as _dataloader_3x
-from .cascade_rcnn_R_50_FPN_3x import lr_multiplier, train  # noqa: F401
+from .cascade_rcnn_R_50_FPN_3x import lr_multiplier, test, train  # noqa: F401
 
 dataloader.train.mapper.augmentations = _dataloader_3x.train.mapper.augmentations
 train.output_dir = "./output/coco_cascade_mask_rcnn_R_50_FPN_3x"

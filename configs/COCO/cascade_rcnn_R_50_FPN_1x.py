@@ -25,7 +25,7 @@ from detectron2.config import LazyCall as L
 from ..common.coco_schedule import epoch_schedule
 from ..common.data.coco import dataloader
 from ..common.models.cascade_rcnn_fpn import model
-from ..common.train import train
+from ..common.train import test, train
 
 bottom_up = model.backbone.bottom_up
 bottom_up.stages.stride_in_1x1 = False  # torchvision ("pytorch") style

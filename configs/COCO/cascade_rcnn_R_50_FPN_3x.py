@@ -5,7 +5,7 @@ import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 
 from ..common.coco_schedule import epoch_schedule
-from .cascade_rcnn_R_50_FPN_1x import dataloader, model, optimizer, train
+from .cascade_rcnn_R_50_FPN_1x import dataloader, model, optimizer, test, train
 
 dataloader.train.mapper.augmentations[0] = L(T.ResizeShortestEdge)(
     short_edge_length=(640, 672, 704, 736, 768, 800), sample_style="choice", max_size=1333

@@ -6,7 +6,7 @@ from cascade_det.modeling import FrozenStatsBatchNorm2d
 from detectron2.config import LazyCall as L
 from detectron2.modeling.backbone import BottleneckBlock, ResNet
 
-from .cascade_rcnn_R_50_FPN_1x import dataloader, lr_multiplier, model, optimizer, train  # noqa: F401
+from .cascade_rcnn_R_50_FPN_1x import dataloader, lr_multiplier, model, optimizer, test, train  # noqa: F401
 
 # ResNet.make_default_stages ties the bottleneck width to the output width (/4); ResNeXt needs its own.
 GROUPS, WIDTH = 32, 8

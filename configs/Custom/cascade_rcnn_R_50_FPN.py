@@ -22,7 +22,7 @@ from fvcore.common.param_scheduler import MultiStepParamScheduler
 from detectron2.config import LazyCall as L
 from detectron2.solver import WarmupParamScheduler
 
-from ..COCO.cascade_rcnn_R_50_FPN_1x import dataloader, model, optimizer, train
+from ..COCO.cascade_rcnn_R_50_FPN_1x import dataloader, model, optimizer, test, train
 
 dataloader.train.dataset.names = []
 dataloader.test.dataset.names = []

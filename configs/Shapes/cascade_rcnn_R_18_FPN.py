@@ -20,7 +20,7 @@ from detectron2.solver.build import get_default_optimizer_params
 
 from ..common.data.shapes import dataloader
 from ..common.models.cascade_rcnn_fpn import model
-from ..common.train import train
+from ..common.train import test, train
 
 CHANNELS = 64
 
@@ -55,6 +55,8 @@ train.update(
     per_stage_eval=True,  # also report each stage's AP (and a plot) at every evaluation
 )
 train.checkpointer.update(period=300, max_to_keep=2)
+# Test-time augmentation at this dataset's scale (off unless test.aug.enabled=True): 96 to 160 pixels, and flipped.
+test.aug.update(min_sizes=[96, 128, 160], max_size=400)
 
 # AdamW converges in far fewer iterations than SGD when training from scratch, which a CPU budget needs.
 optimizer = L(torch.optim.AdamW)(

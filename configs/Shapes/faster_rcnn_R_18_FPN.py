@@ -11,7 +11,7 @@ from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.matcher import Matcher
 from detectron2.modeling.roi_heads import FastRCNNConvFCHead, FastRCNNOutputLayers, StandardROIHeads
 
-from .cascade_rcnn_R_18_FPN import CHANNELS, dataloader, lr_multiplier, model, optimizer, train  # noqa: F401
+from .cascade_rcnn_R_18_FPN import CHANNELS, dataloader, lr_multiplier, model, optimizer, test, train  # noqa: F401
 
 cascade = model.roi_heads
 model.roi_heads = L(StandardROIHeads)(

@@ -18,6 +18,19 @@ def metrics_lines(output_dir):
         return [json.loads(line) for line in f if line.strip()]
 
 
+def eval_only(output_dir, *overrides):
+    """train_net.py --eval-only of the run's final model, into the run's folder."""
+    return run_train_net(
+        "--config-file",
+        LAZY,
+        "--eval-only",
+        f"train.output_dir={output_dir}",
+        f"train.init_checkpoint={os.path.join(output_dir, 'model_final.pth')}",
+        *overrides,
+        *TINY,
+    )
+
+
 def eval_ap(output_dir):
     return [m["bbox/AP"] for m in metrics_lines(output_dir) if "bbox/AP" in m]
 
@@ -66,14 +79,7 @@ def test_per_stage_evaluation_reports_each_stage_in_log_metrics_and_plot(trained
 
 def test_eval_only_reproduces_the_training_evaluation(trained):
     out, _ = trained
-    proc = run_train_net(
-        "--config-file",
-        LAZY,
-        "--eval-only",
-        f"train.output_dir={out}",
-        f"train.init_checkpoint={os.path.join(out, 'model_final.pth')}",
-        *TINY,
-    )
+    proc = eval_only(out)
     assert proc.returncode == 0, proc.stdout[-4000:]
     train_ap, eval_only_ap = eval_ap(out)  # --eval-only appended its numbers to metrics.json
     assert eval_only_ap == pytest.approx(train_ap, abs=1e-6)
@@ -178,3 +184,18 @@ def test_eval_only_refuses_a_checkpoint_carrying_code(tmp_path):
     )
     assert proc.returncode != 0 and "UnsafeCheckpointError" in proc.stdout and "allow_unsafe_pickle" in proc.stdout
     assert not marker.exists()
+
+
+def test_eval_only_with_test_time_augmentation_reports_plain_and_tta_metrics_per_stage(trained):
+    out, _ = trained
+    proc = eval_only(out, "test.aug.enabled=True")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "Running inference with test-time augmentation" in proc.stdout
+    last = metrics_lines(out)[-1]
+    for key in ("bbox/AP", "bbox_TTA/AP", "per_stage_bbox_TTA/stage0/AP", "per_stage_bbox_TTA/ensemble/AP"):
+        assert key in last, key
+    # The TTA ensemble row is what the TTA model outputs: the COCOEvaluator's AP of it.
+    assert last["per_stage_bbox_TTA/ensemble/AP"] == pytest.approx(last["bbox_TTA/AP"], abs=1e-4)
+    folders = sorted(os.listdir(os.path.join(out, "inference")))
+    eval_dir = os.path.join(out, "inference", [f for f in folders if f.startswith("eval_")][-1])
+    assert os.path.isfile(os.path.join(eval_dir, "TTA", "coco_instances_results.json"))

@@ -2,6 +2,7 @@
 config style and never change the config they are given; `CascadeTrainer(cfg).train()` and `.test(cfg, model)` run."""
 
 import copy
+import json
 import os
 
 import pytest
@@ -69,3 +70,17 @@ def test_a_trainer_from_a_users_script_trains_and_tests_as_defaulttrainer_does(t
     results = CascadeTrainer.test(cfg, trainer.model)  # Detectron2's signature: (cfg, model)
     assert "bbox" in results and "per_stage_bbox" in results
     assert dump(cfg) == before
+
+
+def test_with_test_time_augmentation_training_ends_with_a_tta_evaluation_into_metrics(tmp_path):
+    cfg = small_lazy(
+        tmp_path, "dataloader.train.total_batch_size=2", "test.aug.enabled=True", "test.aug.min_sizes=[128]"
+    )
+    trainer = CascadeTrainer(cfg)
+    trainer.resume_or_load(resume=False)
+    results = trainer.train()
+    assert {"bbox", "bbox_TTA"} <= set(results)
+    with open(tmp_path / "metrics.json") as f:
+        last = json.loads(f.read().splitlines()[-1])
+    assert "bbox_TTA/AP" in last and "bbox/AP" in last
+    assert os.path.isdir(tmp_path / "inference" / "iter_0000001_TTA")
