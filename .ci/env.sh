@@ -56,7 +56,7 @@ if [ "$with_tests" = 1 ]; then
   test_want="$(cat "$reference" | sha256sum | cut -d' ' -f1)"
   if [ ! -f "$venv/.tests-ok" ] || [ "$(cat "$venv/.tests-ok")" != "$test_want" ]; then
     # --no-deps: mmengine asks for opencv-python, which would shadow our opencv-python-headless; mmcv-lite is MMCV
-    # without its compiled kernels (tests/mmdet_reference.py supplies the few that MMDetection calls).
+    # without its compiled kernels (benchmarks/mmdet_reference.py supplies the few that MMDetection calls).
     step "test tools and the MMDetection 3.3.0 reference" "$venv/bin/python" -m pip install --no-deps -r "$reference"
     echo "$test_want" >"$venv/.tests-ok"
   fi

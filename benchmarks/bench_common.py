@@ -4,11 +4,9 @@
 import argparse
 import json
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from cascade_det.weights import atomic_write  # noqa: E402
+from cascade_det.weights import atomic_write
 
 
 def write_results(report: dict, path: str) -> str:

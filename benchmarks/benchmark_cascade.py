@@ -32,17 +32,14 @@ import threading
 import time
 
 import torch
+from bench_common import benchmark_main, timing_parser
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench_common import benchmark_main, timing_parser  # noqa: E402
+import cascade_det  # noqa: F401  (compat fixes first)
+from cascade_det.modeling.speed import optimize_for_speed
 
-import cascade_det  # noqa: E402,F401  (compat fixes first)
-from cascade_det.modeling.speed import optimize_for_speed  # noqa: E402
-
-from detectron2.config import get_cfg  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
-from detectron2.structures import Boxes, Instances  # noqa: E402
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
 
 _START = time.perf_counter()
 

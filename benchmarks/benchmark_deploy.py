@@ -24,18 +24,14 @@ Output: a table with ratios against ours and against the built-in, and --json PA
 import copy
 import os
 import statistics
-import sys
 import tempfile
 
+import benchmark_cascade as bench  # its models, synthetic images, timing and output checks
 import torch
+from bench_common import benchmark_main, timing_parser
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import benchmark_cascade as bench  # noqa: E402  (its models, synthetic images, timing and output checks)
-from bench_common import benchmark_main, timing_parser  # noqa: E402
-
-from cascade_det.export import ExportableDetector, compare, export, load_exported  # noqa: E402
-from cascade_det.modeling.speed import optimize_for_speed  # noqa: E402
+from cascade_det.export import ExportableDetector, compare, export, load_exported
+from cascade_det.modeling.speed import optimize_for_speed
 
 
 def parse_args(argv=None):

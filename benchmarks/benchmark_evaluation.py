@@ -22,18 +22,15 @@ import time
 
 import numpy as np
 import torch
+from bench_common import write_results
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench_common import write_results  # noqa: E402
+import cascade_det  # noqa: F401  (compat fixes first)
+from cascade_det.evaluation import COCO_METRICS, FinalDetections, PerStageCOCOEvaluator
 
-import cascade_det  # noqa: E402,F401  (compat fixes first)
-from cascade_det.evaluation import COCO_METRICS, FinalDetections, PerStageCOCOEvaluator  # noqa: E402
-
-from detectron2.data import DatasetCatalog  # noqa: E402
-from detectron2.data.datasets import register_coco_instances  # noqa: E402
-from detectron2.evaluation import COCOEvaluator  # noqa: E402
-from detectron2.structures import Boxes, Instances  # noqa: E402
+from detectron2.data import DatasetCatalog
+from detectron2.data.datasets import register_coco_instances
+from detectron2.evaluation import COCOEvaluator
+from detectron2.structures import Boxes, Instances
 
 STAGES = 3
 

@@ -23,9 +23,9 @@ import subprocess
 import sys
 import time
 
+from bench_common import write_results
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_common import write_results  # noqa: E402
 
 OURS = os.path.join(ROOT, "benchmarks", "mmdet_parity", "cascade_rcnn_R_18_FPN_shapes.py")
 METRICS = ("AP", "AP50", "AP75")
@@ -38,7 +38,6 @@ def progress(message):
 
 def mmdet_config(work_dir: str, seed: int, iters: int, init: str):
     """MMDetection's cascade-rcnn_r50_fpn_1x_coco with the quickstart's network, data and schedule."""
-    sys.path.insert(0, os.path.join(ROOT, "tests"))
     import mmdet_reference
 
     from cascade_det.data import SHAPE_CLASSES, ensure_embedded_split

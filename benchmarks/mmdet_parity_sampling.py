@@ -17,15 +17,13 @@ keeps) would show here and not there. BN statistics are not updated (momentum 0)
 import argparse
 import os
 import statistics
-import sys
 
 import numpy as np
 import torch
+from bench_common import write_results
+from mmdet_parity_end_to_end import OURS, mmdet_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.dirname(os.path.abspath(__file__))]
-from bench_common import write_results  # noqa: E402
-from mmdet_parity_end_to_end import OURS, mmdet_config  # noqa: E402
 
 STAGES = 3
 
@@ -54,7 +52,7 @@ def build_models(checkpoint: str):
 
 def shapes_batches(num_batches: int, batch_size: int = 8, seed: int = 0):
     """`num_batches` batches (images, targets) of training images of the embedded shapes dataset, chosen at random
-    without augmentation, in tests/mmdet_reference.py's batch form (BGR images; per image XYXY boxes and classes)."""
+    without augmentation, in mmdet_reference.py's batch form (BGR images; per image XYXY boxes and classes)."""
     import cv2
 
     from detectron2.data import DatasetCatalog
@@ -119,7 +117,7 @@ class Recorder:
 def losses_of_both(mmdet, ours, batch, seed: int):
     """One random draw of each framework's training losses on `batch` (images, targets): ({our name: value},
     {our name: MMDetection's value of the same term})."""
-    from tests import mmdet_reference
+    import mmdet_reference
 
     from detectron2.utils.events import EventStorage
 
@@ -185,7 +183,7 @@ def main(argv=None):
     if not os.path.isfile(args.checkpoint):
         raise SystemExit(f"--checkpoint {args.checkpoint}: no such file")
     torch.set_num_threads(args.threads)
-    from tests import mmdet_reference
+    import mmdet_reference
 
     mmdet_reference.load_config()  # MMDetection's modules registered, its kernels provided
     mmdet, ours = build_models(args.checkpoint)

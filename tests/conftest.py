@@ -10,6 +10,9 @@ import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The benchmarks' modules (the MMDetection reference models, the parity scripts' configs) import each other as
+# scripts do, by name; the tests that compare with MMDetection import them the same way.
+sys.path.append(os.path.join(ROOT, "benchmarks"))
 torch.set_num_threads(2)
 # Set before any test module imports cascade_det: the embedded datasets' metadata records this folder.
 DATASETS_DIR = tempfile.mkdtemp(prefix="cascade_det_datasets_")
@@ -84,13 +87,19 @@ def shapes_image() -> str:
     return DatasetCatalog.get("cascade_shapes_val")[0]["file_name"]
 
 
-def run_train_net(*args, timeout=600, num_threads=2):
+def run_train_net(*args, **kwargs):
     """Run train_net.py as a user would; returns the CompletedProcess (stdout+stderr in .stdout)."""
+    return run_python(os.path.join(ROOT, "train_net.py"), *args, **kwargs)
+
+
+def run_python(*args, timeout=600, num_threads=2):
+    """Run `python ARGS` in the repository root as a user would; returns the CompletedProcess (stdout+stderr in
+    .stdout)."""
     import subprocess
 
     env = dict(os.environ, OMP_NUM_THREADS=str(num_threads))
     return subprocess.run(
-        [sys.executable, os.path.join(ROOT, "train_net.py"), *args],
+        [sys.executable, *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

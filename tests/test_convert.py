@@ -1,9 +1,10 @@
 """MMDetection Cascade (Mask) R-CNN checkpoints convert to our model, which then predicts what MMDetection itself
-predicts (MMDetection 3.3.0 runs in the test: see tests/mmdet_reference.py)."""
+predicts (MMDetection 3.3.0 runs in the test: see benchmarks/mmdet_reference.py)."""
 
 import os
 
 import cv2
+import mmdet_reference  # benchmarks/ (tests/conftest.py puts it on the path)
 import numpy as np
 import pytest
 import torch
@@ -15,7 +16,6 @@ from cascade_det.engine import load_config
 
 from detectron2.config import instantiate
 
-from . import mmdet_reference
 from .conftest import ROOT
 
 PAIRS = {  # MMDetection's config (in the mmdet wheel) -> ours

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from cascade_det.engine import load_config
+from cascade_det.tracing import quiet_tracing
 
 from detectron2.config import instantiate
 from detectron2.export import TracingAdapter
@@ -54,12 +55,12 @@ def traced_quickstart(quickstart_weights, shapes_image):
     small = image_of_size(shapes_image, (64, 64))
     assert proposal_count(model, small) < TOPK
     adapter = TracingAdapter(model, (small,), detections)
-    with torch.no_grad():
+    with torch.no_grad(), quiet_tracing():
         return model, adapter, torch.jit.trace(adapter, (small,), check_trace=False)
 
 
 def assert_same(adapter, traced, model, image, masks=False):
-    with torch.no_grad():
+    with torch.no_grad(), quiet_tracing():
         want = detections(model, image)
         got = adapter.outputs_schema(traced(image))
     assert len(want) > 0 and len(got) == len(want)
@@ -84,6 +85,6 @@ def test_a_mask_cascade_traced_by_detectron2_runs_at_another_size(shapes_image):
     model = small_cascade_mask_model()
     small, large = image_of_size(shapes_image, (64, 64)), image_of_size(shapes_image, (256, 192))
     adapter = TracingAdapter(model, (small,), detections)
-    with torch.no_grad():
+    with torch.no_grad(), quiet_tracing():
         traced = torch.jit.trace(adapter, (small,), check_trace=False)
     assert_same(adapter, traced, model, large, masks=True)

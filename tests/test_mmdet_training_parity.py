@@ -20,9 +20,11 @@ Tolerances: losses within 1e-4 relative; each parameter's gradient within 1e-4 o
 import os
 
 import cv2
+import mmdet_reference  # benchmarks/ (tests/conftest.py puts it on the path)
 import numpy as np
 import pytest
 import torch
+from mmdet_reference import LOSS_NAMES
 
 from cascade_det.checkpoint import SafeDetectionCheckpointer
 from cascade_det.convert import mmdet_to_detectron2
@@ -31,9 +33,7 @@ from cascade_det.engine import Run, load_config
 from detectron2.config import instantiate
 from detectron2.utils.events import EventStorage
 
-from . import mmdet_reference
 from .conftest import ROOT
-from .mmdet_reference import LOSS_NAMES
 
 PROPOSALS = 64
 PAIRS = {  # MMDetection's config -> ours
@@ -157,13 +157,9 @@ def test_adamw_steps_of_the_end_to_end_network_equal_mmdetections(tmp_path, firs
 
     Randomness removed: RPN anchors as above (first k); the R-CNN samplers' quota (100,000 RoIs, all allowed positive)
     is above the number of candidates at every stage, so both frameworks keep every RoI and neither samples."""
-    import sys
-
     from mmdet.registry import MODELS
-    from mmengine.optim import build_optim_wrapper
-
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
     from mmdet_parity_end_to_end import OURS, mmdet_config
+    from mmengine.optim import build_optim_wrapper
 
     keep_all = {"num": 100_000, "pos_fraction": 1.0}
     cfg = mmdet_config(str(tmp_path), 0, 600, None)

@@ -188,7 +188,7 @@ def test_eval_only_refuses_a_checkpoint_carrying_code(tmp_path):
 
 def test_eval_only_with_test_time_augmentation_reports_plain_and_tta_metrics_per_stage(trained):
     out, _ = trained
-    proc = eval_only(out, "test.aug.enabled=True")
+    proc = eval_only(out, "test.aug.enabled=True", "test.aug.min_sizes=[128]")  # the test size, and flipped
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "Running inference with test-time augmentation" in proc.stdout
     last = metrics_lines(out)[-1]

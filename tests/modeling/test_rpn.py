@@ -1,6 +1,7 @@
 """`InsideAnchorsRPN` and `MaxIoUMatcher`: the RPN anchor assignment of MMDetection's recipe, checked against
 MMDetection 3.3.0's own `MaxIoUAssigner` and anchor-inside rule."""
 
+import mmdet_reference  # benchmarks/ (tests/conftest.py puts it on the path)
 import pytest
 import torch
 
@@ -12,8 +13,6 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling.matcher import Matcher
 from detectron2.modeling.proposal_generator import build_proposal_generator
 from detectron2.structures import Boxes, Instances, pairwise_iou
-
-from .. import mmdet_reference
 
 
 def random_boxes(n, size, generator, min_side=4.0):

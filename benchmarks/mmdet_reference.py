@@ -54,7 +54,7 @@ def _install_kernels() -> None:
             raise AttributeError(name)
 
         def kernel(*args, **kwargs):
-            raise NotImplementedError(f"mmcv kernel {name} is not provided by tests/mmdet_reference.py")
+            raise NotImplementedError(f"mmcv kernel {name} is not provided by benchmarks/mmdet_reference.py")
 
         return kernel
 
