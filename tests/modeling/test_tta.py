@@ -84,3 +84,26 @@ def test_tta_settings_come_from_the_config_in_either_style():
     a, b = Run.of(lazy, world_size=1).settings, Run.of(yacs, world_size=1).settings
     assert a.tta and b.tta and a.tta_min_sizes == b.tta_min_sizes == (96, 128, 160) and a.tta_max_size == 400
     assert a.tta_flip is False and b.tta_flip is True
+
+
+def test_detectron2s_own_tta_wrapper_runs_our_cascade(quickstart_weights, shapes_image):
+    """Detectron2's GeneralizedRCNNWithTTA itself, on a model with our heads: at one augmentation it gives the
+    model's detections, as ours does."""
+    from detectron2.modeling import GeneralizedRCNNWithTTA
+
+    model = quickstart_model(quickstart_weights)
+    tta = GeneralizedRCNNWithTTA(tta_config(model, [128], 128, flip=False), model)
+    batch = inputs(shapes_image)
+    assert_same(run(tta, batch, False), run(model, batch, False))
+
+
+def test_predictor_with_tta_predicts_through_the_tta_wrapper(quickstart_weights, shapes_image):
+    from cascade_det import Predictor
+
+    plain = Predictor(os.path.join(ROOT, QUICKSTART), quickstart_weights, device="cpu")
+    tta = Predictor(os.path.join(ROOT, QUICKSTART), quickstart_weights, device="cpu", tta=True)
+    assert isinstance(tta.tta_model, CascadeRCNNWithTTA) and plain.tta_model is None
+    own, stages = tta(shapes_image, per_stage=True)
+    assert len(stages) == 3 and all(len(s) > 0 for s in stages)
+    assert_same(own, tta(shapes_image))  # the config's sizes (96, 128, 160) and flip
+    assert not torch.equal(own.scores[:10], plain(shapes_image).scores[:10])
