@@ -125,7 +125,7 @@ class CascadeTrainer(DefaultTrainer):
         iteration = min(self.iter, self.max_iter - 1)
         folder = os.path.join(self.run.settings.output_dir, "inference", f"iter_{iteration:07d}_TTA")
         tta = self.test_with_TTA(self.run, self.model, output_dir=folder)
-        self._last_eval_results = {**(getattr(self, "_last_eval_results", None) or {}), **tta}
+        self._last_eval_results = _with_tta_results(getattr(self, "_last_eval_results", None) or {}, tta)
         return tta  # what the hook writes to metrics.json: the TTA results beside the plain ones
 
     def train(self):
@@ -225,8 +225,17 @@ class CascadeTrainer(DefaultTrainer):
         check_load_report(checkpointer.last_load_report, run, source, eval_only=True)
         results = cls.test(run, model, output_dir=plan.eval_dir)
         if s.tta:
-            results = {**results, **cls.test_with_TTA(run, model, output_dir=os.path.join(plan.eval_dir, "TTA"))}
+            tta = cls.test_with_TTA(run, model, output_dir=os.path.join(plan.eval_dir, "TTA"))
+            results = _with_tta_results(results, tta)
         if comm.is_main_process():
             path = write_eval_metrics(s.output_dir, results, checkpoint.get("iteration", 0))
             logger.info("Evaluation of %s written to %s; metrics appended to %s", source, plan.eval_dir, path)
         return results
+
+
+def _with_tta_results(results: Dict, tta: Dict) -> Dict:
+    """`test` results with `test_with_TTA`'s beside them: {task: ...} and {task_TTA: ...} side by side, per dataset
+    where there are several ({dataset: {task: ...}})."""
+    if not tta or any(k.endswith("_TTA") for k in tta):
+        return {**results, **tta}
+    return {name: {**results.get(name, {}), **tta_results} for name, tta_results in tta.items()}

@@ -84,3 +84,19 @@ def test_with_test_time_augmentation_training_ends_with_a_tta_evaluation_into_me
         last = json.loads(f.read().splitlines()[-1])
     assert "bbox_TTA/AP" in last and "bbox/AP" in last
     assert os.path.isdir(tmp_path / "inference" / "iter_0000001_TTA")
+
+
+def test_tta_results_sit_beside_the_plain_ones_for_one_dataset_and_per_dataset_for_several():
+    from cascade_det.engine.trainer import _with_tta_results
+
+    one = _with_tta_results({"bbox": {"AP": 1.0}}, {"bbox_TTA": {"AP": 2.0}})
+    assert one == {"bbox": {"AP": 1.0}, "bbox_TTA": {"AP": 2.0}}
+    several = _with_tta_results(
+        {"a": {"bbox": {"AP": 1.0}}, "b": {"bbox": {"AP": 3.0}}},
+        {"a": {"bbox_TTA": {"AP": 2.0}}, "b": {"bbox_TTA": {"AP": 4.0}}},
+    )
+    assert several == {
+        "a": {"bbox": {"AP": 1.0}, "bbox_TTA": {"AP": 2.0}},
+        "b": {"bbox": {"AP": 3.0}, "bbox_TTA": {"AP": 4.0}},
+    }
+    assert _with_tta_results({"bbox": {"AP": 1.0}}, {}) == {"bbox": {"AP": 1.0}}
