@@ -54,7 +54,7 @@ def traced_quickstart(quickstart_weights, shapes_image):
     model = quickstart_model(quickstart_weights)
     small = image_of_size(shapes_image, (64, 64))
     assert proposal_count(model, small) < TOPK
-    adapter = TracingAdapter(model, (small,), detections)
+    adapter = TracingAdapter(model, (small,), detections).eval()  # as Detectron2's tests: exporters restore its mode
     with torch.no_grad(), quiet_tracing():
         return model, adapter, torch.jit.trace(adapter, (small,), check_trace=False)
 
@@ -88,3 +88,33 @@ def test_a_mask_cascade_traced_by_detectron2_runs_at_another_size(shapes_image):
     with torch.no_grad(), quiet_tracing():
         traced = torch.jit.trace(adapter, (small,), check_trace=False)
     assert_same(adapter, traced, model, large, masks=True)
+
+
+def test_the_tracing_adapter_exports_to_onnx_that_runs_at_other_sizes(traced_quickstart, shapes_image, tmp_path):
+    """The same adapter through torch.onnx.export (the TorchScript-based exporter, with the image's height and width
+    dynamic), run by onnxruntime at the RPN's full top-k: the eager detections."""
+    import onnxruntime
+
+    model, adapter, _ = traced_quickstart
+    small = image_of_size(shapes_image, (64, 64))
+    path = str(tmp_path / "model.onnx")
+    with torch.no_grad(), quiet_tracing():
+        torch.onnx.export(
+            adapter,
+            (small,),
+            path,
+            opset_version=16,
+            input_names=["image"],
+            dynamic_axes={"image": {1: "height", 2: "width"}},
+            dynamo=False,
+        )
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    image = image_of_size(shapes_image, (256, 256))
+    assert proposal_count(model, image) == TOPK
+    outputs = session.run(None, {"image": image.numpy()})
+    with torch.no_grad():
+        got = adapter.outputs_schema(tuple(torch.from_numpy(o) for o in outputs))
+        want = detections(model, image)
+    assert len(got) == len(want) > 0
+    torch.testing.assert_close(got.pred_boxes.tensor, want.pred_boxes.tensor, atol=1e-2, rtol=0)
+    torch.testing.assert_close(got.scores, want.scores, atol=1e-4, rtol=0)
