@@ -149,8 +149,8 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
         """fvcore's `save` (`<save_dir>/<name>.pth`, then `last_checkpoint` pointing at it), both written atomically
         through `self.path_manager` (`_AtomicWrites`). Non-finite weights are refused (NonFiniteWeightsError): a
         diverged model never replaces a good checkpoint."""
-        bad = non_finite_tensors(self.model.state_dict())
-        if bad and self.save_dir and self.save_to_disk:
+        bad = non_finite_tensors(self.model.state_dict()) if self.save_dir and self.save_to_disk else []
+        if bad:
             raise NonFiniteWeightsError(
                 f"Not writing {name}.pth: {len(bad)} weight tensors are not finite (e.g. {', '.join(bad[:3])})"
             )

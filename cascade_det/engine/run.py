@@ -135,7 +135,7 @@ class Run:
                     f"{key}={reference} with {world_size} processes gives a total batch size of {batch:.3g}: choose "
                     f"a process count that divides the batch evenly, or set {key}=0"
                 )
-            cfg = style.scaled(cfg, run_options(), world_size)
+            cfg = style.scaled(cfg, run_options(), settings, world_size)
             scaled = _read_settings(style, cfg)
             notes.append(
                 f"Scaled for {world_size} processes ({key} was {reference}): total batch "

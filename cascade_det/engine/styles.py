@@ -78,20 +78,20 @@ class _Lazy:
         return cfg
 
     @staticmethod
-    def scaled(cfg: DictConfig, options: Dict[str, Option], world_size: int) -> DictConfig:
+    def scaled(cfg: DictConfig, options: Dict[str, Option], settings, world_size: int) -> DictConfig:
         """LazyConfig counterpart of Detectron2's `DefaultTrainer.auto_scale_workers` (yacs): a config written for
         `train.reference_world_size` processes keeps the images per process on `world_size`: total batch size and
         lr scale by world/reference, max_iter and the eval and checkpoint periods by reference/world (the lr
-        schedule is in fractions of max_iter). The reference becomes `world_size`: the copy describes this run."""
-        scale = world_size / _Lazy.read(cfg, options["reference_world_size"])
-        read = {name: _Lazy.read(cfg, options[name]) for name in ("total_batch_size", "base_lr", "max_iter")}
+        schedule is in fractions of max_iter). The reference becomes `world_size`: the copy describes this run.
+        `settings` are the config's checked values (`RunSettings`)."""
+        scale = world_size / settings.reference_world_size
         values = {
-            options["total_batch_size"]: int(read["total_batch_size"] * scale),
-            options["base_lr"]: read["base_lr"] * scale,
+            options["total_batch_size"]: int(settings.total_batch_size * scale),
+            options["base_lr"]: settings.base_lr * scale,
             options["reference_world_size"]: world_size,
         }
         for name in ("max_iter", "eval_period", "checkpoint_period"):
-            values[options[name]] = int(round(_Lazy.read(cfg, options[name]) / scale))
+            values[options[name]] = int(round(getattr(settings, name) / scale))
         return _Lazy.with_values(cfg, values)
 
     @staticmethod
@@ -191,7 +191,7 @@ class _Yacs:
         return cfg
 
     @staticmethod
-    def scaled(cfg: CfgNode, options: Dict[str, Option], world_size: int) -> CfgNode:
+    def scaled(cfg: CfgNode, options: Dict[str, Option], settings, world_size: int) -> CfgNode:
         scaled = DefaultTrainer.auto_scale_workers(cfg, world_size)  # a scaled copy (Detectron2's own rule)
         scaled.freeze()
         return scaled

@@ -140,8 +140,9 @@ class _OwnRowMasks(ROIMasks):
 
 def _with_stage_rows(own: Instances, stages: List[Instances]) -> Instances:
     """One image's detections with each stage's own detections appended as rows, marked by a `stage` field (t for
-    stage t, -1 for the model's own). The stage rows carry boxes, scores and classes; where the own rows have masks,
-    `_OwnRowMasks` keeps them, so that only those are pasted."""
+    stage t, -1 for the model's own). The stage rows carry boxes, scores and classes. Where the own rows have masks:
+    in-box mask probabilities (R, 1, M, M) are kept by `_OwnRowMasks`, so that only those are pasted; masks already
+    pasted (R, H, W) (test-time augmentation) get empty ones for the stage rows."""
     fields = ("pred_boxes", "scores", "pred_classes")
     other = [k for k in own.get_fields() if k not in fields and k != "pred_masks"]
     if other:  # e.g. keypoints: no stage has its own
@@ -151,10 +152,13 @@ def _with_stage_rows(own: Instances, stages: List[Instances]) -> Instances:
     for t, part in enumerate(parts):
         part.stage = torch.full((len(part),), t - 1, dtype=torch.int64, device=part.scores.device)
     out = Instances.cat(parts)
-    if own.has("pred_masks"):
+    if own.has("pred_masks") and own.pred_masks.dim() == 4:
         own_row = torch.full((len(out),), -1, dtype=torch.int64, device=out.scores.device)
         own_row[: len(own)] = torch.arange(len(own), device=own_row.device)
         out.pred_masks = _OwnRowMasks(own.pred_masks[:, 0], own_row)
+    elif own.has("pred_masks"):
+        masks = own.pred_masks
+        out.pred_masks = torch.cat([masks, masks.new_zeros((len(out) - len(own), *masks.shape[1:]))])
     return out
 
 

@@ -20,7 +20,7 @@ from detectron2.modeling import GeneralizedRCNNWithTTA
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Instances
 
-from .cascade_roi_heads import CascadeRCNNROIHeads, split_stage_detections
+from .cascade_roi_heads import CascadeRCNNROIHeads, _with_stage_rows, split_stage_detections
 
 __all__ = ["CascadeRCNNWithTTA", "tta_config"]
 
@@ -58,7 +58,7 @@ class CascadeRCNNWithTTA(GeneralizedRCNNWithTTA):
             stages = [
                 detector_postprocess(self._merge_detections(*group, shape), *shape) for group in self._stage_detections
             ]
-            result["instances"] = _append_stage_rows(result["instances"], stages)
+            result["instances"] = _with_stage_rows(result["instances"], stages)
         return result
 
     def _get_augmented_boxes(self, augmented_inputs, tfms):
@@ -81,17 +81,3 @@ def _in_original_image(outputs: Sequence[Instances], tfms):
         all_scores.extend(output.scores)
         all_classes.extend(output.pred_classes)
     return torch.cat(all_boxes, dim=0), all_scores, all_classes
-
-
-def _append_stage_rows(own: Instances, stages: List[Instances]) -> Instances:
-    """The merged detections with each stage's merged detections appended (field `stage`: -1 own, t stage t); stage
-    rows have empty masks where the own rows have pasted ones."""
-    parts = []
-    for t, part in enumerate([own, *stages]):
-        fields = {k: part.get(k) for k in ("pred_boxes", "scores", "pred_classes")}
-        if own.has("pred_masks"):
-            masks = own.pred_masks
-            fields["pred_masks"] = masks if t == 0 else masks.new_zeros((len(part), *masks.shape[1:]))
-        fields["stage"] = torch.full((len(part),), t - 1, dtype=torch.int64, device=part.scores.device)
-        parts.append(Instances(own.image_size, **fields))
-    return Instances.cat(parts)
