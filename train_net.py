@@ -15,6 +15,7 @@ import os
 
 import cascade_det  # noqa: F401  (compat fixes and registration, before anything else of Detectron2 runs)
 from cascade_det.engine import CascadeTrainer, argument_parser, launch, setup
+from cascade_det.errors import exit_on_user_error
 
 from detectron2.utils import comm
 
@@ -42,4 +43,5 @@ def main(args):
 if __name__ == "__main__":
     args = argument_parser().parse_args()
     print("Command Line Args:", args)
-    launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))
+    # A mistake in what was given (cascade_det.Error) is printed as its message, without a traceback (--debug).
+    exit_on_user_error(launch, main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))

@@ -20,11 +20,14 @@ from tabulate import tabulate
 
 from detectron2.utils.analysis import FlopCountAnalysis
 
-from .engine.args import config_tool_parser
+from .engine.args import config_tool_parser, register_datasets, tool_logging
+from .engine.model_metadata import inference_identity, test_resize
 from .engine.run import Run
 from .engine.setup import load_config
+from .errors import exit_on_user_error
 from .modeling.speed import plain_convolutions
 from .tracing import quiet_tracing
+from .weights import load_weights_file, model_metadata_of
 
 __all__ = ["analyze", "main"]
 
@@ -73,19 +76,21 @@ def analyze(model, height: int, width: int) -> Dict[str, Dict[str, float]]:
 
 def _test_size(run: Run) -> Tuple[int, int]:
     """(short side, long side) of the config's test-time resize; 800 x 1333 where it has none."""
-    for resize in run.test_preprocessing()[1]:
-        if hasattr(resize, "short_edge_length"):
-            short = resize.short_edge_length
-            return int(short[0] if isinstance(short, (list, tuple)) else short), int(resize.max_size)
-    return 800, 1333
+    resize = test_resize(run)
+    return (resize["short_edge_length"], resize["max_size"]) if resize else (800, 1333)
 
 
 def main(argv: Sequence[str] = None) -> Dict:
-    parser = config_tool_parser("cascade_det.analyze", __doc__)
+    parser = config_tool_parser("cascade_det.analyze", __doc__, weights=True, register=True)
     parser.add_argument("--size", default="", help="HxW of the image (default: the config's test size)")
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = parser.parse_args(argv)
+    tool_logging()
+    register_datasets(args)
     run = Run.of(load_config(args.config_file, args.opts), world_size=1).replace(device="cpu")
+    if run.settings.num_classes is None:  # the count from the checkpoint (--weights) or the registered datasets
+        stored = model_metadata_of(load_weights_file(args.weights), args.weights) if args.weights else None
+        run = inference_identity(run, stored, args.weights or "")[0]
     if args.size:
         height, width = (int(v) for v in args.size.lower().split("x"))
     else:
@@ -103,4 +108,4 @@ def main(argv: Sequence[str] = None) -> Dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    exit_on_user_error(main, sys.argv[1:])

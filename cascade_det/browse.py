@@ -20,10 +20,10 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils.visualizer import Visualizer
 
 from .data import check_datasets
-from .data.register import register_from_args
-from .engine.args import add_register_arguments, config_tool_parser
+from .engine.args import add_register_arguments, config_tool_parser, register_datasets
 from .engine.run import Run
 from .engine.setup import load_config
+from .errors import UnreadableFileError, exit_on_user_error
 from .outputs import refuse_existing, write_png
 
 __all__ = ["main"]
@@ -36,7 +36,7 @@ def main(argv: Sequence[str] = None) -> List[str]:
     parser.add_argument("--train-augmentation", action="store_true", help="draw after the training augmentation")
     parser.add_argument("--limit", type=int, default=0, help="draw at most this many images (0: all)")
     args = parser.parse_args(argv)
-    register_from_args(args.register_coco, args.register_voc)
+    register_datasets(args)
     run = Run.of(load_config(args.config_file, args.opts), world_size=1)
     setting = f"{args.split}_datasets"
     names = getattr(run.settings, setting)
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] = None) -> List[str]:
             if mapper is None:
                 image = cv2.imread(d["file_name"], cv2.IMREAD_COLOR)
                 if image is None:
-                    raise OSError(f"dataset {name}: cannot read the image {d['file_name']}")
+                    raise UnreadableFileError(f"dataset {name}: cannot read the image {d['file_name']}")
                 image = image[:, :, ::-1]
                 drawn = Visualizer(image, metadata).draw_dataset_dict(d).get_image()
             else:
@@ -75,4 +75,4 @@ def main(argv: Sequence[str] = None) -> List[str]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    exit_on_user_error(main, sys.argv[1:])

@@ -5,6 +5,9 @@ Reading: through `cascade_det.weights.load_weights_file` (no pickled code runs u
 are not all finite is refused. Every load is reported: how many of the model's tensors the file held and loaded,
 which it lacked, which had another shape (`last_load_report`).
 
+The model's description (`model_metadata`: class names, number of classes, input format, test-time resize) is
+written into every checkpoint (`MODEL_METADATA_KEY`), so that a checkpoint alone says what it detects.
+
 Writing: each checkpoint goes to a temporary file that is flushed and renamed (`atomic_write`), then
 `last_checkpoint` likewise, so a kill never leaves a partial file under a checkpoint's name; weights that are not all
 finite are never written. `--resume` takes the newest intact checkpoint: a truncated or unreadable latest one (or
@@ -14,7 +17,7 @@ pointer) is skipped with a warning naming it.
 import logging
 import os
 import re
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
@@ -24,6 +27,7 @@ from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 from .convert import convert_known_layouts
 from .errors import Error
 from .weights import (
+    MODEL_METADATA_KEY,
     UnsafeCheckpointError,
     WeightsFileError,
     atomic_write,
@@ -88,6 +92,8 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
         self.last_load_report: Dict[str, list] = {}
         self.loaded_from = ""  # the file the last load read
         self.resumed_from = ""  # the checkpoint resume_or_load(resume=True) resumed from ("" if none)
+        self.model_metadata: Optional[Dict] = None  # written into every checkpoint under MODEL_METADATA_KEY
+        self._read_ahead = None  # (path, file contents) that `read` returned, for the next load of that path
 
     # ---- reading ----
     def load(self, path: str, *args, **kwargs):
@@ -95,11 +101,23 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
             check_weights_file(path)  # fvcore would only assert
         return super().load(path, *args, **kwargs)
 
+    def read(self, path: str) -> Dict:
+        """The file's contents as read safely (`load_weights_file`), before any conversion to the model: e.g. for
+        its `model_metadata_of` before the model is built. The next `load(path)` uses them instead of reading
+        the file again."""
+        check_weights_file(path)
+        contents = load_weights_file(path, allow_unsafe_pickle=self.allow_unsafe_pickle)
+        self._read_ahead = (path, contents)
+        return contents
+
     def _load_file(self, filename: str):
         self.loaded_from = filename
-        checkpoint = convert_known_layouts(
-            load_weights_file(filename, allow_unsafe_pickle=self.allow_unsafe_pickle), self.model
-        )
+        read_ahead, self._read_ahead = self._read_ahead, None
+        if read_ahead is not None and read_ahead[0] == filename:
+            contents = dict(read_ahead[1])
+        else:
+            contents = load_weights_file(filename, allow_unsafe_pickle=self.allow_unsafe_pickle)
+        checkpoint = convert_known_layouts(contents, self.model)
         check_state_dict(checkpoint["model"], filename)
         bad = non_finite_tensors({k: torch.as_tensor(v) for k, v in checkpoint["model"].items()})
         if bad:
@@ -154,6 +172,8 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
             raise NonFiniteWeightsError(
                 f"Not writing {name}.pth: {len(bad)} weight tensors are not finite (e.g. {', '.join(bad[:3])})"
             )
+        if self.model_metadata:
+            kwargs.setdefault(MODEL_METADATA_KEY, self.model_metadata)
         super().save(name, **kwargs)
 
     # ---- resuming ----

@@ -20,6 +20,8 @@ Detectron2 0.6 with Python 3.11, numpy 2, Pillow >= 10 and torch 2:
 | `torch2_scheduler_state`   | torch 2 schedulers do not subclass `_LRScheduler`, so Detectron2's            |
 |                            | `hooks.LRScheduler` silently neither saves nor restores them: resume is wrong |
 | `coco_eval_fallback`       | `COCOeval_opt` needs the C++ extension: faster-coco-eval's COCOeval instead   |
+| `lazy_save_interpolations` | `LazyConfig.save` resolves every interpolation while it walks the config: one |
+|                            | that resolves only inside its parent (a module-level import) fails the save   |
 | `cpu_distributed`          | `create_ddp_model` passes a GPU id for CPU models (DDP refuses it)            |
 | `meshgrid_indexing`        | the anchor grid calls torch.meshgrid without `indexing` (a warning per run)   |
 | `trainer_state`            | 0.6's `DefaultTrainer` leaves its inner trainer out of checkpoints (optimizer |
@@ -199,8 +201,51 @@ def coco_eval_fallback() -> Optional[str]:
 
     from detectron2.evaluation import coco_evaluation
 
-    coco_evaluation.COCOeval_opt = fast
+    coco_evaluation.COCOeval_opt = _with_integer_image_ids(fast)
     return f"COCOEvaluator(use_fast_impl=True) evaluates with {fast.__module__}.{fast.__name__}"
+
+
+def _with_integer_image_ids(eval_cls):
+    """`eval_cls`, numbering string image ids (VOC's file stems) as integers first: faster-coco-eval's C++ core
+    takes integer ids only (`TypeError: append_ref()` otherwise). The metrics do not depend on the ids."""
+    from .image_ids import coco_with_integer_image_ids, integer_image_ids
+
+    class IntegerImageIdsCOCOeval(eval_cls):
+        def __init__(self, cocoGt=None, cocoDt=None, *args, **kwargs):
+            if cocoGt is not None:
+                mapping = integer_image_ids(cocoGt.getImgIds())
+                cocoGt = coco_with_integer_image_ids(cocoGt, mapping)
+                cocoDt = coco_with_integer_image_ids(cocoDt, mapping) if cocoDt is not None else None
+            super().__init__(cocoGt, cocoDt, *args, **kwargs)
+
+    IntegerImageIdsCOCOeval.__name__ = IntegerImageIdsCOCOeval.__qualname__ = eval_cls.__name__
+    return IntegerImageIdsCOCOeval
+
+
+def lazy_save_interpolations() -> Optional[str]:
+    """`LazyConfig.save` walks the config with `.values()`, which resolves every interpolation: one that only
+    resolves inside its parent (a module-level `mask_head` whose `num_classes="${...num_classes}"`, a loop variable
+    left at module level) fails the save (InterpolationKeyError), and with it train_net.py. Walk the nodes instead,
+    resolving nothing, as the `to_container(resolve=False)` that follows already does."""
+    from omegaconf import DictConfig, ListConfig
+
+    from detectron2.config import lazy
+
+    def visit_nodes(cfg, func):
+        if isinstance(cfg, DictConfig):
+            func(cfg)
+            for key in cfg:  # keys only: nothing is resolved
+                visit_nodes(cfg._get_node(key), func)
+        elif isinstance(cfg, ListConfig):
+            for i in range(len(cfg)):
+                visit_nodes(cfg._get_node(i), func)
+
+    try:
+        lazy._visit_dict_config(lazy.OmegaConf.create({"inner": {"n": "${..absent}"}}), lambda node: None)
+    except Exception:
+        lazy._visit_dict_config = visit_nodes
+        return "LazyConfig.save walks the config without resolving its interpolations"
+    return None
 
 
 def cpu_distributed() -> Optional[str]:
@@ -294,6 +339,7 @@ FIXES = (
     torch2_scheduler_state,
     trainer_state,
     coco_eval_fallback,
+    lazy_save_interpolations,
     cpu_distributed,
     meshgrid_indexing,
     export_without_caffe2,

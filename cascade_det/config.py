@@ -148,6 +148,15 @@ OPTIONS = [
         "true or false",
     ),
     Option(
+        "TEST.FINAL_EVAL",
+        "train.final_eval",
+        True,
+        "evaluate after the last iteration (False with eval_period 0: training never evaluates)",
+        "final_eval",
+        _bool,
+        "true or false",
+    ),
+    Option(
         "TEST.EVAL_BACKEND",
         "train.eval_backend",
         "faster-coco-eval",

@@ -33,11 +33,13 @@ import argparse
 import logging
 import os
 import re
+import sys
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
-from .weights import atomic_write, load_weights_file, save_safetensors
+from .errors import add_debug_argument, exit_on_user_error
+from .weights import MODEL_METADATA_KEY, atomic_write, load_weights_file, model_metadata_of, save_safetensors
 
 __all__ = [
     "DETECTRON2_CASCADE_WEIGHTS",
@@ -208,12 +210,14 @@ def _four_floats(text: str) -> Tuple[float, ...]:
     return values
 
 
-def _write(weights: Dict[str, torch.Tensor], path: str, author: str) -> None:
+def _write(weights: Dict[str, torch.Tensor], path: str, author: str, metadata: Optional[Dict] = None) -> None:
+    """Write `weights` (and the model's `metadata`, if known) as .safetensors or a .pth checkpoint."""
     if path.endswith(".safetensors"):
-        save_safetensors(weights, path)
+        save_safetensors(weights, path, metadata)
     else:
+        extra = {MODEL_METADATA_KEY: metadata} if metadata else {}
         with atomic_write(path) as f:
-            torch.save({"model": weights, "__author__": author}, f)
+            torch.save({"model": weights, "__author__": author, **extra}, f)
     print(f"wrote {len(weights)} tensors to {path}")
 
 
@@ -245,6 +249,7 @@ def main(argv=None) -> None:
             action="store_true",
             help="unpickle arbitrary objects (runs code the file may carry: trusted files only)",
         )
+        add_debug_argument(command)
     args = parser.parse_args(argv)
     if os.path.exists(args.output):
         parser.error(f"{args.output} exists; not overwriting it")
@@ -253,7 +258,8 @@ def main(argv=None) -> None:
         parser.error(f"{args.output}: the output must end in {' or '.join(suffixes)}")
     checkpoint = load_weights_file(args.input, allow_unsafe_pickle=args.allow_unsafe_pickle)
     if args.command == "to-safetensors":
-        _write({k: torch.as_tensor(v) for k, v in checkpoint["model"].items()}, args.output, "")
+        weights = {k: torch.as_tensor(v) for k, v in checkpoint["model"].items()}
+        _write(weights, args.output, "", model_metadata_of(checkpoint, args.input))
         return
     weights = mmdet_state_dict(checkpoint["model"])
     if weights is None:
@@ -266,4 +272,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_user_error(main, sys.argv[1:])

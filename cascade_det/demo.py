@@ -7,7 +7,8 @@ detections side by side with the model's (the paper's figure, for your images).
 
 Images are written as PNG under the same names, a video as an .mp4 of the same name; nothing existing is
 overwritten (the command refuses and names the file). Drawings are Detectron2's Visualizer's, with the class names
-of the config's datasets.
+the checkpoint carries (a cascade_det training wrote them), else those of the config's datasets (register yours with
+--register-coco / --register-voc, as for train_net.py).
 """
 
 import glob
@@ -21,7 +22,8 @@ from tqdm import tqdm
 
 from detectron2.utils.visualizer import Visualizer
 
-from .engine.args import config_tool_parser
+from .engine.args import config_tool_parser, register_datasets, tool_logging
+from .errors import InputError, MissingFileError, UnreadableFileError, exit_on_user_error
 from .outputs import refuse_existing, write_png
 from .predictor import Predictor
 
@@ -40,7 +42,7 @@ def resolve_inputs(pattern: str) -> List[str]:
     else:
         files = sorted(f for f in glob.glob(os.path.expanduser(pattern)) if os.path.isfile(f))
     if not files:
-        raise FileNotFoundError(f"--input {pattern}: no image or video found (a file, a folder of images, or a glob)")
+        raise MissingFileError(f"--input {pattern}: no image or video found (a file, a folder of images, or a glob)")
     return files
 
 
@@ -71,7 +73,7 @@ def _targets(files: Sequence[str], output: str) -> List[str]:
     for target in targets:
         refuse_existing(target)
     if len(set(targets)) != len(targets):
-        raise ValueError("two inputs have the same name; draw them into different --output folders")
+        raise InputError("two inputs have the same name; draw them into different --output folders")
     return targets
 
 
@@ -79,7 +81,7 @@ def _video(predictor, path, target, per_stage) -> int:
     """Draw every frame of the video at `path` into an .mp4 at `target`; it appears there only when complete."""
     capture = cv2.VideoCapture(path)
     if not capture.isOpened():
-        raise OSError(f"--input {path}: cannot open the video")
+        raise UnreadableFileError(f"--input {path}: cannot open the video")
     partial = os.path.join(os.path.dirname(target), "." + os.path.basename(target) + ".partial.mp4")
     try:
         frames = _draw_frames(capture, predictor, path, partial, per_stage)
@@ -90,7 +92,7 @@ def _video(predictor, path, target, per_stage) -> int:
     finally:
         capture.release()
     if frames == 0:
-        raise OSError(f"--input {path}: the video has no readable frame")
+        raise UnreadableFileError(f"--input {path}: the video has no readable frame")
     refuse_existing(target)
     os.replace(partial, target)
     return frames
@@ -119,7 +121,7 @@ def _draw_frames(capture, predictor, path, partial, per_stage) -> int:
 
 
 def main(argv: Sequence[str] = None) -> List[str]:
-    parser = config_tool_parser("cascade_det.demo", __doc__, weights=True)
+    parser = config_tool_parser("cascade_det.demo", __doc__, weights=True, register=True)
     parser.add_argument("--input", required=True, help="an image or video, a folder of images, or a glob")
     parser.add_argument("--output", required=True, help="folder to draw into")
     parser.add_argument("--per-stage", action="store_true", help="draw each stage's own detections beside the model's")
@@ -127,6 +129,8 @@ def main(argv: Sequence[str] = None) -> List[str]:
     args = parser.parse_args(argv)
     files = resolve_inputs(args.input)
     targets = _targets(files, args.output)
+    tool_logging()
+    register_datasets(args)
     predictor = Predictor(args.config_file, args.weights, score_thresh=args.confidence_threshold, overrides=args.opts)
     if args.per_stage and not predictor.is_cascade:
         parser.error("--per-stage needs a cascade model (CascadeRCNNROIHeads)")
@@ -135,7 +139,7 @@ def main(argv: Sequence[str] = None) -> List[str]:
     for path, target in tqdm(images, desc="images", unit="image", disable=len(images) < 2):
         image = cv2.imread(path, cv2.IMREAD_COLOR)
         if image is None:
-            raise OSError(f"--input: cannot read the image {path}")
+            raise UnreadableFileError(f"--input: cannot read the image {path}")
         write_png(target, draw(predictor, image, args.per_stage))
     for path, target in zip(files, targets):
         if path.lower().endswith(VIDEO_EXTENSIONS):
@@ -146,4 +150,4 @@ def main(argv: Sequence[str] = None) -> List[str]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    exit_on_user_error(main, sys.argv[1:])

@@ -11,6 +11,23 @@ image's pixels, scores (R,), classes (R,) and, for a mask model, masks (R, 1, M,
 Detectron2's mask head predicts them). The command loads the file back, runs it on the sample image and prints the
 largest differences from the eager model (boxes within 0.05 px and scores within 1e-3, or it fails).
 
+The file says what the model is: `exported_metadata(path)` (or, for ONNX, `onnx.load(path).metadata_props`, key
+"cascade_det_model"; for TorchScript, the sidecar `model.ts.json`) gives the class names, `num_classes`, the input
+format and the test resize. To get the Predictor's detections from the file, preprocess as it does:
+
+    import cv2, json, numpy as np, onnx, onnxruntime
+    meta = json.loads({p.key: p.value for p in onnx.load("model.onnx").metadata_props}["cascade_det_model"])
+    image = cv2.imread("photo.jpg")                                    # BGR; [:, :, ::-1] if input_format is RGB
+    h, w = image.shape[:2]
+    short, longest = meta["test_resize"]["short_edge_length"], meta["test_resize"]["max_size"]
+    scale = min(short / min(h, w), longest / max(h, w))                # Detectron2's ResizeShortestEdge
+    resized = cv2.resize(image, (int(w * scale + 0.5), int(h * scale + 0.5)), interpolation=cv2.INTER_LINEAR)
+    # (Detectron2 resizes with PIL's bilinear filter: its pixels differ from OpenCV's by rounding)
+    tensor = resized.transpose(2, 0, 1).astype(np.float32)             # (3, H, W), 0..255
+    boxes, scores, classes = onnxruntime.InferenceSession("model.onnx").run(None, {"image": tensor})[:3]
+    boxes /= scale                                                     # back to the photo's pixels
+    names = [meta["thing_classes"][c] for c in classes]
+
 How it exports what Detectron2 lists as "tracing only" for Cascade R-CNN: the model is traced with Detectron2's
 `patch_builtin_len` (sizes stay dynamic; our modules keep theirs dynamic with `tracing.dynamic_len`), our pooler
 defers to torchvision's RoIAlign while tracing (an exportable op), and the cascade's gradient scaling exists only in
@@ -18,10 +35,12 @@ training.
 """
 
 import importlib.util
+import io
+import json
 import logging
 import os
 import sys
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -31,15 +50,17 @@ from torch import nn
 from detectron2.data import detection_utils as utils
 from detectron2.export.torchscript_patch import patch_builtin_len
 
-from .engine.args import config_tool_parser
+from .engine.args import config_tool_parser, register_datasets, tool_logging
+from .errors import exit_on_user_error
 from .modeling.speed import plain_convolutions
 from .tracing import quiet_tracing
-from .weights import atomic_write
+from .weights import MODEL_METADATA_KEY, atomic_write
 
-__all__ = ["ExportableDetector", "compare", "export", "load_exported", "main"]
+__all__ = ["ExportableDetector", "compare", "export", "exported_metadata", "load_exported", "main"]
 
 logger = logging.getLogger(__name__)
 TOLERANCE = {"boxes": 0.05, "scores": 1e-3}
+TORCHSCRIPT_METADATA = "cascade_det_model.json"  # the extra file inside model.ts
 
 
 class ExportableDetector(nn.Module):
@@ -60,27 +81,55 @@ class ExportableDetector(nn.Module):
         return out + (instances.pred_masks,) if self.masks else out
 
 
-def export(model: nn.Module, sample: torch.Tensor, fmt: str, folder: str) -> str:
-    """Write `model` (eval mode, on the CPU) traced on `sample` as `folder/model.ts` or `folder/model.onnx`."""
+def export(model: nn.Module, sample: torch.Tensor, fmt: str, folder: str, metadata: Optional[Dict] = None) -> str:
+    """Write `model` (eval mode, on the CPU) traced on `sample` as `folder/model.ts` or `folder/model.onnx`, with
+    the model's `metadata` (class names, input format, test resize, outputs): in the ONNX file's `metadata_props`
+    under MODEL_METADATA_KEY; for TorchScript inside the file (an extra file `cascade_det_model.json`) and beside
+    it (`model.ts.json`). `exported_metadata(path)` reads it back."""
     wrapper = ExportableDetector(model)
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "model.ts" if fmt == "torchscript" else "model.onnx")
-    with torch.no_grad(), quiet_tracing(), atomic_write(path) as f:
+    names = ["boxes", "scores", "classes"] + (["masks"] if wrapper.masks else [])
+    text = json.dumps({**(metadata or {}), "inputs": ["image"], "outputs": names}, indent=1)
+    with torch.no_grad(), quiet_tracing():
         if fmt == "torchscript":
-            torch.jit.save(torch.jit.trace(wrapper, (sample,), check_trace=False), f)
-        else:
-            names = ["boxes", "scores", "classes"] + (["masks"] if wrapper.masks else [])
-            torch.onnx.export(
-                wrapper,
-                (sample,),
-                f,
-                opset_version=16,
-                input_names=["image"],
-                output_names=names,
-                dynamic_axes={"image": {1: "height", 2: "width"}, **{n: {0: "detections"} for n in names}},
-                dynamo=False,
-            )
+            traced = torch.jit.trace(wrapper, (sample,), check_trace=False)
+            with atomic_write(path) as f:
+                torch.jit.save(traced, f, _extra_files={TORCHSCRIPT_METADATA: text})
+            with atomic_write(path + ".json", text=True) as f:
+                f.write(text + "\n")
+            return path
+        import onnx
+
+        buffer = io.BytesIO()
+        torch.onnx.export(
+            wrapper,
+            (sample,),
+            buffer,
+            opset_version=16,
+            input_names=["image"],
+            output_names=names,
+            dynamic_axes={"image": {1: "height", 2: "width"}, **{n: {0: "detections"} for n in names}},
+            dynamo=False,
+        )
+    graph = onnx.load_from_string(buffer.getvalue())
+    onnx.helper.set_model_props(graph, {MODEL_METADATA_KEY: text})
+    with atomic_write(path) as f:
+        f.write(graph.SerializeToString())
     return path
+
+
+def exported_metadata(path: str) -> Dict:
+    """The model description an exported file carries (see `export`); {} if it has none."""
+    if path.endswith(".ts"):
+        files = {TORCHSCRIPT_METADATA: ""}
+        with quiet_tracing():
+            torch.jit.load(path, _extra_files=files)
+        return json.loads(files[TORCHSCRIPT_METADATA] or "{}")
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+    return json.loads(props.get(MODEL_METADATA_KEY, "{}"))
 
 
 def load_exported(path: str, threads: int = 0):
@@ -142,7 +191,7 @@ def image_tensor(path: str, input_format: str) -> torch.Tensor:
 def main(argv: Sequence[str] = None) -> List[str]:
     from .predictor import Predictor
 
-    parser = config_tool_parser("cascade_det.export", __doc__, weights=True)
+    parser = config_tool_parser("cascade_det.export", __doc__, weights=True, register=True)
     parser.add_argument("--format", required=True, choices=("torchscript", "onnx"))
     parser.add_argument("--output", required=True, help="folder to write model.ts / model.onnx into")
     parser.add_argument("--sample-image", required=True, help="an image to trace with and to check the export on")
@@ -154,11 +203,13 @@ def main(argv: Sequence[str] = None) -> List[str]:
     target = os.path.join(args.output, "model.ts" if args.format == "torchscript" else "model.onnx")
     if os.path.exists(target):
         parser.error(f"{target} exists; not overwriting it (choose another --output)")
+    tool_logging()
+    register_datasets(args)
     predictor = Predictor(args.config_file, args.weights, device="cpu", overrides=args.opts)
     model = predictor.model
     plain_convolutions(model)  # the exported graph is the plain model, not its folded-BN / channels-last variant
     sample = image_tensor(args.sample_image, predictor.input_format)
-    path = export(model, sample, args.format, args.output)
+    path = export(model, sample, args.format, args.output, predictor.model_metadata())
     diff = compare(model, load_exported(path), sample)
     print(
         f"wrote {path}; on {args.sample_image} ({sample.shape[2]}x{sample.shape[1]}): {diff['detections']} "
@@ -171,4 +222,4 @@ def main(argv: Sequence[str] = None) -> List[str]:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_user_error(main, sys.argv[1:])

@@ -5,6 +5,7 @@ import os
 import cv2
 import numpy as np
 
+from .errors import OutputExistsError, UnreadableFileError
 from .weights import atomic_write
 
 __all__ = ["next_free_path", "refuse_existing", "write_png"]
@@ -13,7 +14,7 @@ __all__ = ["next_free_path", "refuse_existing", "write_png"]
 def refuse_existing(target: str) -> None:
     """Refuse to write `target` when something is there already (nothing the user made is overwritten)."""
     if os.path.exists(target):
-        raise FileExistsError(f"{target} exists; not overwriting it (choose another --output)")
+        raise OutputExistsError(f"{target} exists; not overwriting it (choose another --output)")
 
 
 def write_png(target: str, image_bgr: np.ndarray) -> None:
@@ -21,7 +22,7 @@ def write_png(target: str, image_bgr: np.ndarray) -> None:
     refuse_existing(target)
     ok, encoded = cv2.imencode(".png", image_bgr)
     if not ok:
-        raise OSError(f"cannot encode the drawing for {target} as PNG")
+        raise UnreadableFileError(f"cannot encode the drawing for {target} as PNG")
     with atomic_write(target) as f:
         f.write(encoded.tobytes())
 

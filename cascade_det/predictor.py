@@ -18,16 +18,18 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from detectron2.data import MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import Instances
 
 from .checkpoint import SafeDetectionCheckpointer
 from .engine.load_checks import check_load_report
-from .engine.run import Run
+from .engine.model_metadata import inference_identity, test_resize
+from .engine.run import ConfigValueError, Run
 from .engine.setup import load_config
+from .errors import InputError, MissingFileError
 from .modeling import CascadeRCNNROIHeads, split_stage_detections
+from .weights import model_metadata_of
 
 __all__ = ["Predictor"]
 
@@ -52,14 +54,17 @@ class Predictor:
         cfg = load_config(str(config), overrides) if isinstance(config, (str, os.PathLike)) else config
         # One process, per-stage detections asked per call (not built in as per-stage evaluation does).
         run = Run.of(cfg, world_size=1)
-        self.run = run = run.replace(
-            device=device or ("cuda" if torch.cuda.is_available() else "cpu"), per_stage_eval=False
-        )
-        self.model = run.build_model().eval()
+        run = run.replace(device=device or ("cuda" if torch.cuda.is_available() else "cpu"), per_stage_eval=False)
         weights = weights if weights is not None else run.settings.weights
         if not weights:
-            raise ValueError(f"Predictor needs weights: give a checkpoint file (or set {run.key('weights')})")
-        checkpointer = SafeDetectionCheckpointer(self.model, allow_unsafe_pickle=run.settings.allow_unsafe_pickle)
+            raise ConfigValueError(f"Predictor needs weights: give a checkpoint file (or set {run.key('weights')})")
+        checkpointer = SafeDetectionCheckpointer(None, allow_unsafe_pickle=run.settings.allow_unsafe_pickle)
+        # What the checkpoint says the model is: its number of classes where the config leaves it unset, and the
+        # class names it was trained with.
+        stored = model_metadata_of(checkpointer.read(weights), weights)
+        run, self.class_names, self.metadata = inference_identity(run, stored, weights)
+        self.run = run
+        self.model = checkpointer.model = run.build_model().eval()
         checkpointer.load(weights)
         check_load_report(checkpointer.last_load_report, run, weights, eval_only=True)
         heads = self.model.roi_heads
@@ -73,9 +78,16 @@ class Predictor:
                 predictor.test_score_thresh = float(score_thresh)
         self.input_format, self.augmentations = run.test_preprocessing()
         self.tta_model = run.with_tta(self.model) if tta else None
-        names = run.settings.test_datasets or run.settings.train_datasets
-        self.metadata = MetadataCatalog.get(names[0]) if names else None  # its datasets' (class names, colours)
-        self.class_names = list(self.metadata.get("thing_classes", [])) if self.metadata is not None else []
+
+    def model_metadata(self) -> Dict:
+        """What this model is, as its checkpoints and exported files carry it: class names, number of classes,
+        input format, test-time resize."""
+        return {
+            "num_classes": self.run.settings.num_classes,
+            "thing_classes": list(self.class_names),
+            "input_format": self.input_format,
+            "test_resize": test_resize(self.run),
+        }
 
     def __call__(self, images: Union[Image, List[Image]], per_stage: bool = False, image_format: str = "BGR"):
         """Detections of one image (Instances) or of a list (a list of them, run as one batch). With `per_stage`
@@ -83,7 +95,7 @@ class Predictor:
         single = not isinstance(images, (list, tuple))
         inputs = [self._input(image, image_format) for image in ([images] if single else images)]
         if per_stage and not self.is_cascade:
-            raise ValueError("per_stage=True needs a cascade model (CascadeRCNNROIHeads)")
+            raise InputError("per_stage=True needs a cascade model (CascadeRCNNROIHeads)")
         heads = self.model.roi_heads
         if self.is_cascade:
             heads.return_stage_detections = per_stage
@@ -116,14 +128,14 @@ class Predictor:
     def _input(self, image: Image, image_format: str) -> Dict:
         if isinstance(image, (str, os.PathLike)):
             if not os.path.isfile(image):
-                raise FileNotFoundError(f"Predictor: image {image} does not exist")
+                raise MissingFileError(f"Predictor: image {image} does not exist")
             array = utils.read_image(str(image), format=self.input_format)
         else:
             array = np.asarray(image)
             if array.ndim != 3 or array.shape[2] != 3:
-                raise ValueError(f"Predictor: expected an image array (H, W, 3), got shape {array.shape}")
+                raise InputError(f"Predictor: expected an image array (H, W, 3), got shape {array.shape}")
             if image_format.upper() not in ("BGR", "RGB"):
-                raise ValueError(f"image_format={image_format!r}: expected 'BGR' or 'RGB'")
+                raise InputError(f"image_format={image_format!r}: expected 'BGR' or 'RGB'")
             if image_format.upper() != self.input_format:
                 array = array[:, :, ::-1]
         height, width = array.shape[:2]

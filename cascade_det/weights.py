@@ -7,6 +7,9 @@ A `.pth` or `.pkl` file is a pickle, and unpickling can execute arbitrary code. 
   .pkl          (Detectron2 model zoo, Detectron/Caffe2, converted ImageNet backbones) with an unpickler that only
                 builds numpy arrays and plain containers;
   .safetensors  model weights, no pickle at all.
+What a model is (its class names, number of classes, input format, test-time resize) travels with its weights under
+`MODEL_METADATA_KEY`: an entry of plain values in a `.pth` checkpoint, a JSON string in a `.safetensors` file's
+header; `model_metadata_of` reads it back from a loaded checkpoint.
 Anything else in a pickle is refused with `UnsafeCheckpointError`, whose message names the file and the flag that
 allows it (`train.allow_unsafe_pickle=True` / `MODEL.ALLOW_UNSAFE_PICKLE True`), for trusted files only. A file that
 is missing, empty, truncated or not a checkpoint is a `WeightsFileError` (or FileNotFoundError) naming it.
@@ -14,6 +17,7 @@ is missing, empty, truncated or not a checkpoint is a `WeightsFileError` (or Fil
 
 import contextlib
 import io
+import json
 import logging
 import os
 import pickle
@@ -25,7 +29,7 @@ import numpy as np
 import torch
 
 from .config import run_options
-from .errors import Error
+from .errors import Error, MissingFileError
 
 __all__ = [
     "UnsafeCheckpointError",
@@ -34,8 +38,13 @@ __all__ = [
     "check_state_dict",
     "check_weights_file",
     "load_weights_file",
+    "MODEL_METADATA_KEY",
+    "model_metadata_of",
     "save_safetensors",
 ]
+
+# The checkpoint entry (and .safetensors / ONNX metadata key) under which a model's own description is stored.
+MODEL_METADATA_KEY = "cascade_det_model"
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +66,7 @@ def check_weights_file(path: str, key: Optional[str] = None) -> None:
     if "://" in path or os.path.isfile(path):
         return
     where = f"{key}={path}" if key else path
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"{where} does not exist. Weights are read from local files only: put the file on this machine and give "
         "its path: an ImageNet backbone (torchvision's resnet50-0676ba61.pth for the MMDetection-recipe configs, "
         "MSRA's R-50.pkl for Detectron2's), a published Detectron2 or MMDetection checkpoint, or your own."
@@ -73,13 +82,21 @@ def load_weights_file(path: str, *, allow_unsafe_pickle: bool = False) -> Dict:
     if os.path.getsize(path) == 0:
         raise WeightsFileError(f"{path} is empty (0 bytes): an interrupted copy or save? Use another checkpoint.")
     if path.endswith(".safetensors"):
-        from safetensors import SafetensorError
+        from safetensors import SafetensorError, safe_open
         from safetensors.torch import load_file
 
         try:
-            return {"model": load_file(path), "__author__": "safetensors"}
+            loaded = {"model": load_file(path), "__author__": "safetensors"}
+            with safe_open(path, "pt") as f:
+                header = f.metadata() or {}
         except SafetensorError as e:
             raise _unreadable(path, e) from e
+        if MODEL_METADATA_KEY in header:
+            try:
+                loaded[MODEL_METADATA_KEY] = json.loads(header[MODEL_METADATA_KEY])
+            except ValueError:
+                logger.warning("%s: its %s header entry is not JSON; ignored", path, MODEL_METADATA_KEY)
+        return loaded
     if allow_unsafe_pickle:
         logger.warning("Loading %s with arbitrary unpickling (allow_unsafe_pickle is set)", path)
     try:
@@ -112,11 +129,32 @@ def check_state_dict(weights, path: str) -> None:
             )
 
 
-def save_safetensors(state_dict: Dict[str, torch.Tensor], path: str) -> None:
-    """Write model weights as .safetensors (tensors made contiguous; shared storage is copied), atomically."""
+def model_metadata_of(checkpoint: Mapping, path: str = "") -> Optional[Dict]:
+    """The model description a loaded checkpoint carries (a dict: "thing_classes", "num_classes",
+    "input_format", "test_resize"), or None when it has none or the entry is malformed (logged)."""
+    meta = checkpoint.get(MODEL_METADATA_KEY) if isinstance(checkpoint, Mapping) else None
+    if meta is None:
+        return None
+    classes = meta.get("thing_classes") if isinstance(meta, Mapping) else None
+    if (
+        not isinstance(meta, Mapping)
+        or not isinstance(meta.get("num_classes"), int)
+        or not isinstance(classes, (list, tuple))
+        or not all(isinstance(c, str) for c in classes)
+        or (classes and len(classes) != meta["num_classes"])
+    ):
+        logger.warning("%s: its %s entry is malformed; ignored", path or "the checkpoint", MODEL_METADATA_KEY)
+        return None
+    return dict(meta)
+
+
+def save_safetensors(state_dict: Dict[str, torch.Tensor], path: str, metadata: Optional[Dict] = None) -> None:
+    """Write model weights as .safetensors (tensors made contiguous; shared storage is copied), atomically, with
+    the model's `metadata` (`model_metadata_of`) as JSON in the file's header."""
     from safetensors.torch import save
 
-    data = save({k: torch.as_tensor(v).detach().contiguous().clone() for k, v in state_dict.items()})
+    header = {MODEL_METADATA_KEY: json.dumps(metadata)} if metadata else None
+    data = save({k: torch.as_tensor(v).detach().contiguous().clone() for k, v in state_dict.items()}, header)
     with atomic_write(path) as f:
         f.write(data)
 

@@ -78,6 +78,27 @@ def small_cascade_mask_model():
 
 
 @pytest.fixture(scope="session")
+def trees_model(tmp_path_factory):
+    """A model trained (2 iterations) through train_net.py on a generated VOC folder (`tests/data/user_data.py`:
+    classes Tree, Bush, Rock): (its output dir, the VOC folder). Its checkpoints carry the class names."""
+    from .data.user_data import write_voc
+
+    voc = write_voc(str(tmp_path_factory.mktemp("trees_voc")))
+    out = str(tmp_path_factory.mktemp("trees_run") / "run")
+    proc = run_train_net(
+        *("--register-voc", "trees_train", voc, "train", "--register-voc", "trees_val", voc, "val"),
+        *TWO_ITERATIONS,
+        "dataloader.train.dataset.names=trees_train",
+        "dataloader.test.dataset.names=trees_val",
+        "dataloader.test.num_workers=0",
+        "model.roi_heads.num_classes=null",
+        f"train.output_dir={out}",
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    return out, voc
+
+
+@pytest.fixture(scope="session")
 def shapes_image() -> str:
     """The path of one image (128 x 128) of the embedded validation set."""
     import cascade_det  # noqa: F401

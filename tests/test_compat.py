@@ -70,7 +70,33 @@ def test_coco_evaluation_uses_faster_coco_eval_without_cpp_extension():
 
     from detectron2.evaluation import coco_evaluation
 
-    assert coco_evaluation.COCOeval_opt is COCOeval_faster
+    assert issubclass(coco_evaluation.COCOeval_opt, COCOeval_faster)
+
+
+def test_the_fast_coco_eval_takes_string_image_ids_as_voc_datasets_have_them():
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+
+    from detectron2.evaluation import coco_evaluation
+
+    gt = COCO()
+    gt.dataset = {
+        "images": [{"id": "2019_YELL_0001", "height": 50, "width": 50}],
+        "annotations": [
+            {"id": 1, "image_id": "2019_YELL_0001", "category_id": 1, "bbox": [5, 5, 20, 20], "area": 400, "iscrowd": 0}
+        ],
+        "categories": [{"id": 1, "name": "tree"}],
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+        dt = gt.loadRes([{"image_id": "2019_YELL_0001", "category_id": 1, "bbox": [5, 5, 20, 20], "score": 0.9}])
+        evaluation = coco_evaluation.COCOeval_opt(gt, dt, "bbox")  # faster-coco-eval's C++ takes ints only
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    assert evaluation.stats[0] == 1.0
 
 
 def test_ddp_wrapper_passes_no_device_ids_for_cpu_models(monkeypatch):

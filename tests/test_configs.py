@@ -2,6 +2,7 @@
 
 import glob
 import os
+import shutil
 
 import pytest
 import torch
@@ -230,3 +231,61 @@ def test_coco_1x_config_is_mmdetection_recipe():
     assert len(multi_scale.model.roi_heads.mask_head) == 3 and multi_scale.train.max_iter == 36 * 7330
     heads = instantiate(multi_scale.model.roi_heads)
     assert heads.mask_per_stage and heads.mask_head[0].predictor.out_channels == 80
+
+
+@pytest.mark.parametrize("path", LAZY_CONFIGS)
+def test_every_config_saves_with_detectron2s_lazyconfig_save_and_reloads_to_the_same_model(path, tmp_path):
+    from detectron2.config import LazyConfig
+
+    cfg = load_config(os.path.join(ROOT, path), ["train.device=cpu"])
+    assert set(cfg) <= {"dataloader", "lr_multiplier", "model", "optimizer", "test", "train"}, sorted(cfg)
+    target = str(tmp_path / "config.yaml")
+    LazyConfig.save(cfg, target)
+    assert not os.path.exists(target + ".pkl")  # the yaml was complete: no pickled fallback
+    with open(target) as f:
+        saved = f.read()
+    again = str(tmp_path / "again.yaml")
+    LazyConfig.save(LazyConfig.load(target), again)
+    with open(again) as f:
+        assert f.read() == saved  # the saved config is the config: reloading and saving changes nothing
+    if "/Shapes/" in path:  # and builds the same model (the small one; the others build in the test above)
+        reloaded = on_embedded_dataset(LazyConfig.load(target))
+        assert describe(instantiate(reloaded.model)) == describe(instantiate(on_embedded_dataset(cfg).model))
+
+
+def test_a_config_derived_from_a_shipped_one_with_module_level_helpers_trains_through_train_net(tmp_path):
+    """A user's config that leaves a node with a relative interpolation (or a loop variable) at module level, as
+    `head = model.roi_heads.mask_head[0]` does: Detectron2's LazyConfig.save used to fail on it, and with it
+    train_net.py."""
+    from .conftest import TWO_ITERATIONS, run_train_net
+
+    configs = tmp_path / "configs"
+    shutil.copytree(os.path.join(ROOT, "configs"), configs)
+    (configs / "Mine").mkdir()
+    (configs / "Mine" / "mask_quickstart.py").write_text(
+        "from detectron2.layers import ShapeSpec\n"
+        "from ..common.models.mask_head import add_mask_heads\n"
+        "from ..Shapes.cascade_rcnn_R_18_FPN import dataloader, lr_multiplier, model, optimizer, test, train\n"
+        "add_mask_heads(model, dataloader)\n"
+        "for head in model.roi_heads.mask_head:\n"
+        "    head.input_shape = ShapeSpec(channels=64, height=14, width=14)\n"
+        "    head.conv_dims = [16, 16]\n"
+        "first_head = model.roi_heads.mask_head[0]  # num_classes: ${...num_classes}, relative to its list\n"
+    )
+    args = [a if a != TWO_ITERATIONS[1] else str(configs / "Mine" / "mask_quickstart.py") for a in TWO_ITERATIONS]
+    proc = run_train_net(*args, f"train.output_dir={tmp_path / 'run'}", "train.final_eval=False")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "Unable to serialize" not in proc.stdout
+    assert os.path.isfile(tmp_path / "run" / "config.yaml") and not os.path.exists(tmp_path / "run" / "config.yaml.pkl")
+
+
+@pytest.mark.parametrize("depth", [18, 34, 101])
+def test_the_backbone_depth_is_one_override(depth):
+    cfg = load_config(
+        os.path.join(ROOT, "configs/Custom/cascade_rcnn_R_50_FPN.py"),
+        [f"model.backbone.bottom_up.stages.depth={depth}", "model.roi_heads.num_classes=3", "train.device=cpu"],
+    )
+    bottom_up = instantiate(cfg.model.backbone).bottom_up
+    blocks = {18: 8, 34: 16, 101: 33}[depth]
+    assert sum(len(stage) for stage in bottom_up.stages) == blocks
+    assert bottom_up.output_shape()["res5"].channels == (512 if depth < 50 else 2048)

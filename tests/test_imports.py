@@ -12,6 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYERS = {
     "errors": 0,
     "config": 0,
+    "image_ids": 0,
     "compat": 1,
     "weights": 1,
     "tracing": 1,
@@ -28,6 +29,7 @@ LAYERS = {
     "browse": 6,
     "demo": 6,
     "evaluate": 6,
+    "plot_metrics": 6,
     "__init__": 7,
     "run_tool": 8,  # imports the package (registration) to run Detectron2's own tools
 }

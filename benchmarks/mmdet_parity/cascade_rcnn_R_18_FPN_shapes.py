@@ -7,7 +7,7 @@ from cascade_det.modeling import lazy_cascade_stages
 
 from detectron2.layers import ShapeSpec
 
-from ...configs.COCO.cascade_rcnn_R_50_FPN_1x import MMDETECTION_RPN_ASSIGNMENT, TARGET_STDS
+from ...configs.COCO.cascade_rcnn_R_50_FPN_1x import _MMDETECTION_RPN_ASSIGNMENT, TARGET_STDS
 from ...configs.Shapes.cascade_rcnn_R_18_FPN import CHANNELS, dataloader, lr_multiplier, model, optimizer, train
 
 model.roi_heads.update(
@@ -22,5 +22,5 @@ model.roi_heads.update(
     stage_loss_weights=[1.0, 0.5, 0.25],
     test_score_ensemble="mean_logits",
 )
-model.proposal_generator.update(smooth_l1_beta=1.0 / 9, **MMDETECTION_RPN_ASSIGNMENT)
+model.proposal_generator.update(smooth_l1_beta=1.0 / 9, **_MMDETECTION_RPN_ASSIGNMENT)
 train.update(output_dir="./output/mmdet_parity_ours", eval_period=0)

@@ -12,7 +12,7 @@ from typing import List, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from ..errors import Error
+from ..errors import Error, MissingFileError
 from .datasets import EMBEDDED_DATASETS, ensure_embedded_split
 
 __all__ = ["DatasetError", "check_datasets"]
@@ -63,7 +63,7 @@ def _check_one(name: str, split: str, key: str):
             )
         else:
             hint = "fix the path it was registered with (--register-coco / register_coco_instances)"
-        raise FileNotFoundError(f"Dataset {name!r}: {attribute} {path} does not exist; {hint}.")
+        raise MissingFileError(f"Dataset {name!r}: {attribute} {path} does not exist; {hint}.")
     source = getattr(metadata, "json_file", None) or "its registered loader"
     try:
         dicts = DatasetCatalog.get(name)
@@ -75,7 +75,7 @@ def _check_one(name: str, split: str, key: str):
         raise DatasetError(f"Dataset {name!r} ({source}) has no annotations: it cannot train a detector ({key}).")
     missing = [d["file_name"] for d in dicts if not os.path.isfile(d["file_name"])]
     if missing:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"Dataset {name!r}: {len(missing)} of its {len(dicts)} image files do not exist, e.g. {missing[0]} "
             f"(image_root {getattr(metadata, 'image_root', '?')}); fix the image root it was registered with."
         )

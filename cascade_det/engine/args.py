@@ -2,12 +2,25 @@
 `python -m cascade_det.<tool>` commands share (a config file, its overrides, a checkpoint)."""
 
 import argparse
+import logging
+import sys
 
 from detectron2.engine import default_argument_parser
 
-__all__ = ["add_register_arguments", "argument_parser", "config_tool_parser"]
+from ..data.register import register_from_args
+from ..errors import add_debug_argument
+
+__all__ = [
+    "add_debug_argument",
+    "add_register_arguments",
+    "argument_parser",
+    "config_tool_parser",
+    "register_datasets",
+    "tool_logging",
+]
 
 OVERRIDES_HELP = "config overrides (key=value, or KEY VALUE for yacs)"
+
 
 EPILOG = """
 Your own data, without code: register it on the command line (repeatable; every launched process registers it)
@@ -35,21 +48,69 @@ def add_register_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
             metavar=metavar,
             help=f"{help} before the config is read (repeatable)",
         )
+    parser.add_argument(
+        "--classes",
+        default=None,
+        metavar="A,B,C",
+        help="the --register-voc datasets' class names, in order (default: every class the folder's annotation "
+        "files name, sorted, the same for all its splits; VOC's 20 classes in their usual order)",
+    )
     return parser
 
 
+def tool_logging() -> None:
+    """What the `python -m cascade_det.<tool>` commands log (e.g. where the class names came from), on stderr so
+    that their own output (a table, --json) stays clean; once per process."""
+    log = logging.getLogger("cascade_det")
+    if any(getattr(h, "_cascade_det_tool", False) for h in log.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[%(name)s] %(levelname)s: %(message)s"))
+    handler._cascade_det_tool = True
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+def register_datasets(args) -> None:
+    """Register the datasets that `args` (parsed by a parser with `add_register_arguments`) name."""
+    register_from_args(
+        getattr(args, "register_coco", ()), getattr(args, "register_voc", ()), getattr(args, "classes", None)
+    )
+
+
 def argument_parser() -> argparse.ArgumentParser:
-    return add_register_arguments(default_argument_parser(epilog=EPILOG))
+    """Detectron2's `default_argument_parser` plus dataset registration, --debug and, for --eval-only, --show-dir."""
+    parser = add_debug_argument(add_register_arguments(default_argument_parser(epilog=EPILOG)))
+    parser.add_argument(
+        "--show-dir",
+        default="",
+        metavar="DIR",
+        help="with --eval-only: draw every test image with the model's detections into DIR (a new or empty folder)",
+    )
+    parser.add_argument(
+        "--show-score-thr",
+        type=float,
+        default=0.3,
+        metavar="S",
+        help="with --show-dir: draw the detections scoring at least S (default 0.3, as MMDetection's)",
+    )
+    return parser
 
 
-def config_tool_parser(prog: str, description: str, weights: bool = False) -> argparse.ArgumentParser:
-    """The parser of `python -m <prog>`: --config-file, the config overrides after the flags, and with `weights`
-    --weights (default: the config's own)."""
+def config_tool_parser(
+    prog: str, description: str, weights: bool = False, register: bool = False
+) -> argparse.ArgumentParser:
+    """The parser of `python -m <prog>`: --config-file, the config overrides after the flags, with `weights`
+    --weights (default: the config's own), with `register` --register-coco / --register-voc / --classes
+    (`register_datasets(args)` registers them)."""
     parser = argparse.ArgumentParser(
         prog=f"python -m {prog}", description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config-file", required=True)
     if weights:
         parser.add_argument("--weights", default=None, help="checkpoint (default: the config's train.init_checkpoint)")
+    add_debug_argument(parser)
+    if register:
+        add_register_arguments(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help=OVERRIDES_HELP)
     return parser

@@ -12,6 +12,7 @@
   SLURM_JOB_ID (the same for every task of the job).
 """
 
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ import torch.multiprocessing as mp
 from detectron2.engine import launch as d2_launch
 from detectron2.engine.launch import DEFAULT_TIMEOUT, _find_free_port
 from detectron2.utils import comm
+
+from ..errors import USER_ERROR_EXIT, ConfigValueError, WorkerStoppedError, exit_on_user_error
 
 __all__ = ["ClusterRank", "cluster_rank", "how_joined", "launch"]
 
@@ -116,21 +119,31 @@ def launch(
                 rank.world_size,
             )
         return _run_as_rank(main_func, rank, args, timeout)
-    if torch.cuda.is_available():
-        return d2_launch(main_func, num_gpus_per_machine, num_machines, machine_rank, dist_url, args, timeout)
     world_size = num_machines * num_gpus_per_machine
     if world_size <= 1:
         return main_func(*args)
-    if dist_url == "auto":
-        if num_machines != 1:
-            raise ValueError("--dist-url auto works on one machine only; give tcp://HOST:PORT of machine 0")
-        dist_url = f"tcp://127.0.0.1:{_find_free_port()}"
-    mp.spawn(
-        _cpu_worker,
-        nprocs=num_gpus_per_machine,
-        args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, args, timeout),
-        daemon=False,
-    )
+    # In each started process a user error is printed as its message and ends that process with status 2; this
+    # process then raises one WorkerStoppedError instead of the processes' tracebacks.
+    main_func = functools.partial(exit_on_user_error, main_func)
+    try:
+        if torch.cuda.is_available():
+            return d2_launch(main_func, num_gpus_per_machine, num_machines, machine_rank, dist_url, args, timeout)
+        if dist_url == "auto":
+            if num_machines != 1:
+                raise ConfigValueError("--dist-url auto works on one machine only; give tcp://HOST:PORT of machine 0")
+            dist_url = f"tcp://127.0.0.1:{_find_free_port()}"
+        mp.spawn(
+            _cpu_worker,
+            nprocs=num_gpus_per_machine,
+            args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, args, timeout),
+            daemon=False,
+        )
+    except mp.ProcessExitedException as e:
+        if e.exit_code != USER_ERROR_EXIT:
+            raise
+        raise WorkerStoppedError(
+            f"process {e.error_index} of this machine stopped on the error printed above"
+        ) from None
 
 
 def _cpu_worker(local_rank, main_func, world_size, procs_per_machine, machine_rank, dist_url, args, timeout):

@@ -22,7 +22,7 @@ from detectron2.evaluation import DatasetEvaluators
 from detectron2.utils import comm
 
 from ..config import REQUIRED, run_options
-from ..errors import Error
+from ..errors import ConfigValueError
 from ..evaluation import FinalDetections, PerStageCOCOEvaluator
 from ..modeling import CascadeRCNNROIHeads
 from ..modeling.speed import optimize_for_speed
@@ -32,10 +32,6 @@ from .styles import MISSING, style_of
 __all__ = ["ConfigValueError", "Run", "RunSettings"]
 
 logger = logging.getLogger("cascade_det")
-
-
-class ConfigValueError(Error, ValueError):
-    """A config value of the wrong type or range; the message names the key and what it expects."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +62,7 @@ class RunSettings:
     train_datasets: Tuple[str, ...]
     test_datasets: Tuple[str, ...]
     per_stage_eval: bool
+    final_eval: bool
     eval_backend: str
     allow_unsafe_pickle: bool
     allow_partial_checkpoint: bool

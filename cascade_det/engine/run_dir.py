@@ -2,9 +2,9 @@
 
 * a new training run needs an output dir that holds no earlier run (checkpoints, metrics.json, log.txt, TensorBoard
   events, config.yaml, inference/): starting over would overwrite or mix them;
-* `--resume` continues the run whose checkpoints are there; without any checkpoint but with files of an earlier
-  run (one that stopped before its first checkpoint) it refuses too; in an empty dir it starts a new run and
-  says so;
+* `--resume` continues the run whose checkpoints are there; in an empty dir it starts a new run and says so;
+* files of an earlier run that stopped before its first checkpoint are refused with and without `--resume`, by
+  one message (nothing to resume; a new run would mix with them);
 * `--eval-only` writes into a folder of its own, `inference/eval_<N>/` (N = 1, 2, ...), beside the training run's
   files, and only appends to `metrics.json`.
 """
@@ -51,20 +51,18 @@ def check_training_dir(output_dir: str, resume: bool, key: str) -> bool:
     listing = ", ".join(ordered[:8]) + (", ..." if len(ordered) > 8 else "")
     if resume and checkpoints:
         return True
-    if resume and files:
+    if files and not checkpoints:
+        # The same answer with and without --resume: there is nothing to continue, and a new run would mix with them.
         raise OutputDirError(
-            f"--resume: {output_dir} holds no checkpoint to resume from, only files of an earlier run that stopped "
-            f"before its first checkpoint ({listing}). Remove them, or set another output dir ({key}=...)."
+            f"{output_dir} holds files of an earlier run that stopped before its first checkpoint ({listing}): "
+            f"nothing to resume, and a new run would mix with them. Remove them, or set another output dir ({key}=...)."
         )
-    if resume:
-        return False  # nothing to resume: a new run (setup says so in the run's log)
     if files:
-        what = "a training run" if checkpoints else "files of an earlier run (it stopped before its first checkpoint)"
         raise OutputDirError(
-            f"{output_dir} already holds {what}: {listing}. A new run would overwrite or mix with them. Pass --resume "
-            f"to continue it, or set another output dir ({key}=...)."
+            f"{output_dir} already holds a training run: {listing}. A new run would overwrite or mix with it. Pass "
+            f"--resume to continue it, or set another output dir ({key}=...)."
         )
-    return False
+    return False  # a new run (with --resume: nothing to resume; setup says so in the run's log)
 
 
 def next_eval_dir(output_dir: str) -> str:

@@ -25,13 +25,14 @@ from detectron2.utils.logger import setup_logger
 from ..checkpoint import run_checkpoints
 from ..config import add_cascade_config
 from ..data import check_datasets
-from ..data.register import register_from_args
+from ..errors import ConfigKeyError, MissingFileError
 from ..outputs import next_free_path
 from ..weights import check_weights_file
+from .args import register_datasets
 from .determinism import choose_seed
 from .launch import how_joined
 from .run import ConfigValueError, Run
-from .run_dir import check_training_dir, next_eval_dir
+from .run_dir import OutputDirError, check_training_dir, next_eval_dir
 
 __all__ = ["RunPlan", "apply_lazy_overrides", "check_run", "load_config", "setup"]
 
@@ -47,12 +48,12 @@ def apply_lazy_overrides(cfg, overrides: Sequence[str]):
     plain: List[str] = []
     for override in overrides:
         if override.startswith("--"):
-            raise ValueError(
+            raise ConfigValueError(
                 f"{override!r} came after the config overrides, which take everything that follows them: put the "
                 f"flags (--resume, --eval-only, --num-gpus, ...) before the first key=value"
             )
         if "=" not in override:
-            raise ValueError(f"Config override {override!r} is not of the form key=value")
+            raise ConfigValueError(f"Config override {override!r} is not of the form key=value")
         key, value = override.split("=", 1)
         if key.startswith("+"):
             plain.append(f"{key[1:]}={value}")
@@ -63,7 +64,9 @@ def apply_lazy_overrides(cfg, overrides: Sequence[str]):
             siblings = list(node.keys()) if OmegaConf.is_dict(node) else []
             close = difflib.get_close_matches(leaf, siblings, n=3)
             hint = f" Did you mean {', '.join((parent + '.' if parent else '') + c for c in close)}?" if close else ""
-            raise KeyError(f"Config key '{key}' does not exist in this config.{hint} (Write +{key}=... to add it.)")
+            raise ConfigKeyError(
+                f"Config key '{key}' does not exist in this config.{hint} (Write +{key}=... to add it.)"
+            )
         plain.append(override)
     return LazyConfig.apply_overrides(cfg, plain)
 
@@ -72,20 +75,27 @@ def load_config(config_file: str, overrides: Sequence[str] = ()):
     """A LazyConfig `.py` or a yacs `.yaml` (with `add_cascade_config` defaults), with `key=value` overrides
     (LazyConfig) or `KEY VALUE` pairs (yacs). Unknown keys raise an error naming the key."""
     if not os.path.isfile(config_file):
-        raise FileNotFoundError(f"--config-file {config_file} does not exist")
+        raise MissingFileError(f"--config-file {config_file} does not exist")
     if config_file.endswith(".py"):
         return apply_lazy_overrides(LazyConfig.load(config_file), overrides)
     if not config_file.endswith((".yaml", ".yml")):
-        raise ValueError(f"--config-file {config_file}: expected a LazyConfig .py or a yacs .yaml file")
+        raise ConfigValueError(f"--config-file {config_file}: expected a LazyConfig .py or a yacs .yaml file")
     flags = [o for o in overrides if str(o).startswith("--")]
     if flags:
-        raise ValueError(
+        raise ConfigValueError(
             f"{flags[0]!r} came after the config overrides, which take everything that follows them: put the flags "
             "(--resume, --eval-only, --num-gpus, ...) before the first KEY VALUE pair"
         )
     cfg = add_cascade_config(get_cfg())
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(overrides))
+    merges = ((config_file, cfg.merge_from_file, config_file), ("the overrides", cfg.merge_from_list, list(overrides)))
+    for where, merge, what in merges:
+        try:
+            merge(what)
+        except (KeyError, ValueError, TypeError, AssertionError) as e:  # yacs' own checks, named by their source
+            message = e.args[0] if e.args else repr(e)
+            if isinstance(e, KeyError) or "Non-existent" in str(message):  # a key Detectron2 and we do not define
+                raise ConfigKeyError(f"{where}: {message}") from e
+            raise ConfigValueError(f"{where}: {message}") from e
     return cfg
 
 
@@ -101,6 +111,8 @@ class RunPlan:
     resuming: bool = False
     eval_dir: str = ""
     notes: Tuple[str, ...] = ()
+    show_dir: str = ""  # --eval-only --show-dir: where the drawn predictions go
+    show_score_threshold: float = 0.3
 
 
 def check_run(run: Run, *, eval_only: bool, resume: bool) -> RunPlan:
@@ -141,6 +153,19 @@ def check_run(run: Run, *, eval_only: bool, resume: bool) -> RunPlan:
     return RunPlan(run, eval_only, resume, resuming, eval_dir, run.notes + tuple(notes))
 
 
+def _with_show_dir(plan: RunPlan, show_dir: str, threshold: float) -> RunPlan:
+    """The plan with --show-dir / --show-score-thr, checked: an --eval-only option, into a new or empty folder."""
+    if not show_dir:
+        return plan
+    if not plan.eval_only:
+        raise ConfigValueError("--show-dir draws the predictions of an --eval-only run: add --eval-only")
+    if not 0 <= threshold <= 1:
+        raise ConfigValueError(f"--show-score-thr {threshold}: expected a score between 0 and 1")
+    if os.path.isfile(show_dir) or (os.path.isdir(show_dir) and os.listdir(show_dir)):
+        raise OutputDirError(f"--show-dir {show_dir} exists and is not an empty folder: choose a new one")
+    return dataclasses.replace(plan, show_dir=show_dir, show_score_threshold=threshold)
+
+
 def _names(classes: List[str]) -> str:
     return "[" + ", ".join(classes[:6]) + (", ..." if len(classes) > 6 else "") + f"] ({len(classes)})"
 
@@ -168,10 +193,11 @@ def setup(args) -> RunPlan:
 
     Mirrors Detectron2's `default_setup`, which it cannot call: that one writes config.yaml over a resumed run's,
     and knows neither the eval-only folders, nor the chosen seed, nor the cascade_det logger."""
-    register_from_args(getattr(args, "register_coco", ()), getattr(args, "register_voc", ()))
+    register_datasets(args)
     run = Run.of(load_config(args.config_file, args.opts)).on_available_device()
     eval_only = bool(getattr(args, "eval_only", False))
     plan = check_run(run, eval_only=eval_only, resume=bool(getattr(args, "resume", False)))
+    plan = _with_show_dir(plan, getattr(args, "show_dir", ""), getattr(args, "show_score_thr", 0.3))
     comm.synchronize()  # every process has passed its checks; nothing was written before this point
 
     output_dir = plan.run.settings.output_dir

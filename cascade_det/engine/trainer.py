@@ -18,15 +18,20 @@ from typing import Dict, Optional
 from detectron2.engine import DefaultTrainer, default_writers, hooks
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.engine.train_loop import TrainerBase
-from detectron2.evaluation import inference_on_dataset, print_csv_format
+from detectron2.evaluation import DatasetEvaluators, inference_on_dataset, print_csv_format
 from detectron2.utils import comm
+from detectron2.utils.events import JSONWriter
 from detectron2.utils.logger import setup_logger
 
 from ..checkpoint import SafeDetectionCheckpointer, run_checkpoints
 from ..evaluation import write_eval_metrics
+from ..evaluation.drawing import DrawPredictions
+from ..evaluation.metrics import strict_json_lines
 from .determinism import SeedEachIteration
 from .divergence import GuardedAMPTrainer, GuardedSimpleTrainer
 from .load_checks import check_load_report
+from .model_metadata import run_model_metadata
+from .progress import TrainingProgress, interactive, with_progress
 from .run import Run
 from .setup import RunPlan
 
@@ -66,6 +71,7 @@ class CascadeTrainer(DefaultTrainer):
         self.checkpointer = SafeDetectionCheckpointer(
             model, s.output_dir, allow_unsafe_pickle=s.allow_unsafe_pickle, trainer=weakref.proxy(self)
         )
+        self.checkpointer.model_metadata = run_model_metadata(run)  # a checkpoint alone says what it detects
         if hasattr(data_loader, "state_dict"):
             self.checkpointer.checkpointables["data_loader"] = data_loader
         else:
@@ -103,15 +109,20 @@ class CascadeTrainer(DefaultTrainer):
             hooks.PeriodicCheckpointer(self.checkpointer, s.checkpoint_period, max_to_keep=s.max_to_keep)
             if comm.is_main_process()
             else None,
-            hooks.EvalHook(s.eval_period, self._evaluate),
+            _EvalHook(s.eval_period, self._evaluate, s.final_eval) if s.eval_period or s.final_eval else None,
             # With test.aug / TEST.AUG: the trained model is also evaluated with TTA, at the end (Detectron2's
             # tools/train_net.py registers the same EvalHook(0, test_with_TTA)).
             hooks.EvalHook(0, self._evaluate_with_tta) if s.tta else None,
             hooks.PeriodicWriter(self.build_writers(), period=s.log_period) if comm.is_main_process() else None,
+            TrainingProgress() if interactive() else None,
         ]
 
     def build_writers(self):
-        return default_writers(self.run.settings.output_dir, self.max_iter)
+        """Detectron2's writers; metrics.json gets valid JSON lines (NaN and infinity written as null)."""
+        return [
+            strict_json_lines(w) if isinstance(w, JSONWriter) else w
+            for w in default_writers(self.run.settings.output_dir, self.max_iter)
+        ]
 
     def _evaluate(self):
         """Evaluate the current model into `inference/iter_<N>/`, N the iteration of its checkpoint."""
@@ -189,10 +200,10 @@ class CascadeTrainer(DefaultTrainer):
         output_dir = output_dir or os.path.join(run.settings.output_dir, "inference")
         results = OrderedDict()
         for i, name in enumerate(names):
-            folder = output_dir if len(names) == 1 else os.path.join(output_dir, name)
+            folder = _dataset_folder(output_dir, name, names)
             loader = cls.build_test_loader(run, name)  # first, as DefaultTrainer.test: it may prepare the data
             evaluator = evaluators[i] if evaluators is not None else cls.build_evaluator(run, name, folder)
-            results[name] = inference_on_dataset(model, loader, evaluator)
+            results[name] = inference_on_dataset(model, with_progress(loader, f"inference on {name}"), evaluator)
             if comm.is_main_process():
                 logger.info("Evaluation results for %s in csv format:", name)
                 print_csv_format(results[name])
@@ -223,7 +234,21 @@ class CascadeTrainer(DefaultTrainer):
         checkpoint = checkpointer.resume_or_load(s.weights, resume=plan.resume)
         source = checkpointer.loaded_from or s.weights
         check_load_report(checkpointer.last_load_report, run, source, eval_only=True)
-        results = cls.test(run, model, output_dir=plan.eval_dir)
+        evaluators = None
+        if plan.show_dir:  # drawn in the same pass as the evaluation, one folder per dataset where there are several
+            names = s.test_datasets
+            evaluators = [
+                DatasetEvaluators(
+                    [
+                        cls.build_evaluator(run, name, _dataset_folder(plan.eval_dir, name, names)),
+                        DrawPredictions(name, _dataset_folder(plan.show_dir, name, names), plan.show_score_threshold),
+                    ]
+                )
+                for name in names
+            ]
+        results = cls.test(run, model, evaluators, output_dir=plan.eval_dir)
+        if plan.show_dir:
+            logger.info("Predictions drawn into %s", plan.show_dir)
         if s.tta:
             tta = cls.test_with_TTA(run, model, output_dir=os.path.join(plan.eval_dir, "TTA"))
             results = _with_tta_results(results, tta)
@@ -233,9 +258,28 @@ class CascadeTrainer(DefaultTrainer):
         return results
 
 
+def _dataset_folder(folder: str, name: str, names) -> str:
+    """Where the outputs of test dataset `name` go: `folder` itself, or `folder/<name>` when there are several."""
+    return folder if len(names) == 1 else os.path.join(folder, name)
+
+
 def _with_tta_results(results: Dict, tta: Dict) -> Dict:
     """`test` results with `test_with_TTA`'s beside them: {task: ...} and {task_TTA: ...} side by side, per dataset
     where there are several ({dataset: {task: ...}})."""
     if not tta or any(k.endswith("_TTA") for k in tta):
         return {**results, **tta}
     return {name: {**results.get(name, {}), **tta_results} for name, tta_results in tta.items()}
+
+
+class _EvalHook(hooks.EvalHook):
+    """Detectron2's EvalHook; with `final_eval=False` it does not evaluate after the last iteration (with period
+    0 it then never evaluates: the hook is left out)."""
+
+    def __init__(self, eval_period, eval_function, final_eval: bool = True):
+        super().__init__(eval_period, eval_function)
+        self._final_eval = final_eval
+
+    def after_train(self):
+        if self._final_eval:
+            return super().after_train()
+        del self._func

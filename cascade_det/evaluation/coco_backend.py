@@ -17,6 +17,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from ..config import EVAL_BACKENDS
+from ..errors import ConfigValueError
 
 __all__ = ["BACKENDS", "COCO_METRICS", "coco_classes", "evaluate_boxes", "load_gt", "mean_percent", "summary_percent"]
 
@@ -40,7 +41,7 @@ def mean_percent(precision: np.ndarray) -> float:
 
 def _check(backend: str) -> None:
     if backend not in BACKENDS:
-        raise ValueError(f"eval_backend={backend!r} is not one of {BACKENDS}")
+        raise ConfigValueError(f"eval_backend={backend!r} is not one of {BACKENDS}")
 
 
 def coco_classes(backend: str):

@@ -27,6 +27,7 @@ from detectron2.data.datasets.coco import convert_to_coco_dict
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
+from ..image_ids import integer_image_ids, with_integer_image_ids
 from ..modeling import split_stage_detections
 from .coco_backend import COCO_METRICS, evaluate_boxes, load_gt, mean_percent, summary_percent
 
@@ -135,6 +136,20 @@ class PerStageCOCOEvaluator(DatasetEvaluator):
         mapping = getattr(self._metadata, "thing_dataset_id_to_contiguous_id", {}) or {}
         self._to_dataset_id = {v: k for k, v in mapping.items()}
         self._detections: Dict[str, list] = {}
+        self._image_numbers: Optional[Dict] = None  # string image id -> integer, built at the first string id
+
+    def _image_number(self, image_id) -> int:
+        """The integer an image's detections carry: its id, or for string ids (VOC) `integer_image_ids`' number,
+        the same in every process (it depends on the ground truth only)."""
+        if isinstance(image_id, (int, np.integer)) and not isinstance(image_id, bool):
+            return int(image_id)
+        if self._image_numbers is None:
+            self._image_numbers = integer_image_ids(im["id"] for im in self._ground_truth_dict()["images"])
+        if image_id not in self._image_numbers:
+            raise ValueError(
+                f"Per-stage evaluation of {self._dataset_name}: image id {image_id!r} is not in its ground truth"
+            )
+        return self._image_numbers[image_id]
 
     def reset(self):
         self._detections = {"ensemble": []}
@@ -149,24 +164,30 @@ class PerStageCOCOEvaluator(DatasetEvaluator):
                     "evaluation is on)."
                 )
             own, stages = split_stage_detections(instances.to("cpu"))
-            self._detections["ensemble"].append(detections_array(own, inp["image_id"], self._to_dataset_id))
+            image = self._image_number(inp["image_id"])
+            self._detections["ensemble"].append(detections_array(own, image, self._to_dataset_id))
             for t, stage in enumerate(stages):
-                rows = detections_array(stage, inp["image_id"], self._to_dataset_id)
+                rows = detections_array(stage, image, self._to_dataset_id)
                 self._detections.setdefault(f"stage{t}", []).append(rows)
 
     def evaluate(self):
-        gathered = comm.gather(self._detections, dst=0)
+        gathered = comm.gather((self._detections, self._image_numbers is not None), dst=0)
         if not comm.is_main_process():
             return {}
+        string_ids = any(named for _, named in gathered)
+        gathered = [part for part, _ in gathered]
         num_stages = max(len(part) - 1 for part in gathered)
         names = [f"stage{t}" for t in range(num_stages)] + ["ensemble"]
         detections = {
             name: np.concatenate([rows for part in gathered for rows in part.get(name, [])] or [np.zeros((0, 7))])
             for name in names
         }
-        results = OrderedDict(
-            zip(names, evaluate_sets(self._ground_truth_source(), [detections[n] for n in names], self._backend))
-        )
+        if string_ids:
+            gt = self._ground_truth_dict()
+            source = with_integer_image_ids(gt, integer_image_ids(im["id"] for im in gt["images"]))
+        else:
+            source = self._ground_truth_source()
+        results = OrderedDict(zip(names, evaluate_sets(source, [detections[n] for n in names], self._backend)))
         logger.info(
             "Per-stage box AP on %s (columns: AP at each IoU threshold):\n%s",
             self._dataset_name,
@@ -183,6 +204,16 @@ class PerStageCOCOEvaluator(DatasetEvaluator):
         if json_file and os.path.isfile(json_file):
             return json_file
         return convert_to_coco_dict(self._dataset_name)
+
+    def _ground_truth_dict(self) -> dict:
+        """The ground truth as a COCO-format dict, read once per evaluator."""
+        if getattr(self, "_gt_dict", None) is None:
+            source = self._ground_truth_source()
+            if not isinstance(source, dict):
+                with open(source) as f:
+                    source = json.load(f)
+            self._gt_dict = source
+        return self._gt_dict
 
     def _write(self, results, detections) -> None:
         os.makedirs(self._output_dir, exist_ok=True)

@@ -28,6 +28,7 @@ from detectron2.structures import Instances
 from detectron2.utils.registry import Registry
 
 from ..config import CASCADE_HEAD, yacs_option
+from ..errors import ConfigValueError
 from ..tracing import dynamic_len as len  # noqa: A004  (sizes stay dynamic when traced)
 
 __all__ = ["BOX_REG_LOSS_TYPES", "CASCADE_BOX_PREDICTOR_REGISTRY", "CascadeOutputLayers", "build_cascade_box_predictor"]
@@ -56,7 +57,7 @@ def _per_stage(cfg, key: str, stage: int, fallback):
         return fallback
     num_stages = len(cfg.MODEL.ROI_BOX_CASCADE_HEAD.IOUS)
     if len(values) != num_stages:
-        raise ValueError(
+        raise ConfigValueError(
             f"{CASCADE_HEAD}.{key} has {len(values)} entries for {num_stages} stages: give one per stage, or none"
         )
     return values[stage]
@@ -89,12 +90,12 @@ class CascadeOutputLayers(FastRCNNOutputLayers):
         """
         # The one check of each (yacs configs reach it through from_config; messages name both spellings).
         if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(
+            raise ConfigValueError(
                 f"num_classes (yacs: MODEL.ROI_HEADS.NUM_CLASSES) must be an integer >= 1, got {num_classes}"
             )
         box_loss = kwargs.get("box_reg_loss_type", "smooth_l1")
         if box_loss not in BOX_REG_LOSS_TYPES:
-            raise ValueError(
+            raise ConfigValueError(
                 f"box_reg_loss_type={box_loss!r} (yacs: MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE, or per stage "
                 f"{CASCADE_HEAD}.BBOX_REG_LOSS_TYPES) is not one of {BOX_REG_LOSS_TYPES}"
             )

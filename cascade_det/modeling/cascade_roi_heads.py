@@ -26,6 +26,7 @@ from detectron2.structures import BitMasks, Boxes, Instances, ROIMasks, pairwise
 from detectron2.utils.events import get_event_storage
 
 from ..config import CASCADE_HEAD, cascade_head_default, yacs_option
+from ..errors import ConfigValueError
 from ..tracing import dynamic_len as len  # noqa: A004  (sizes stay dynamic when traced)
 from .box_predictor import build_cascade_box_predictor
 from .roi_align import FastROIPooler
@@ -59,18 +60,18 @@ def check_cascade_stages(
     that hold `ious` and `bbox_reg_weights`)."""
     iou_key, weights_key = keys
     if len(ious) == 0:
-        raise ValueError(f"A cascade needs at least one stage: {iou_key} is empty")
+        raise ConfigValueError(f"A cascade needs at least one stage: {iou_key} is empty")
     if len(ious) != len(bbox_reg_weights):
-        raise ValueError(
+        raise ConfigValueError(
             f"{iou_key} has {len(ious)} stages but {weights_key} has {len(bbox_reg_weights)}: "
             "give one (wx, wy, ww, wh) tuple per stage"
         )
     for t, iou in enumerate(ious):
         if not 0.0 < float(iou) < 1.0:
-            raise ValueError(f"{iou_key}[{t}] = {iou} is outside (0, 1)")
+            raise ConfigValueError(f"{iou_key}[{t}] = {iou} is outside (0, 1)")
     for t, weights in enumerate(bbox_reg_weights):
         if len(weights) != 4 or any(float(w) <= 0 for w in weights):
-            raise ValueError(f"{weights_key}[{t}] = {tuple(weights)}: expected 4 positive weights")
+            raise ConfigValueError(f"{weights_key}[{t}] = {tuple(weights)}: expected 4 positive weights")
 
 
 def split_stage_detections(instances: Instances, num_stages: int = 0) -> Tuple[Instances, List[Instances]]:
@@ -146,7 +147,9 @@ def _with_stage_rows(own: Instances, stages: List[Instances]) -> Instances:
     fields = ("pred_boxes", "scores", "pred_classes")
     other = [k for k in own.get_fields() if k not in fields and k != "pred_masks"]
     if other:  # e.g. keypoints: no stage has its own
-        raise ValueError(f"return_stage_detections: the model's detections carry {other}, which stage rows cannot")
+        raise ConfigValueError(
+            f"return_stage_detections: the model's detections carry {other}, which stage rows cannot"
+        )
     parts = [Instances(own.image_size, **{k: own.get(k) for k in fields})]
     parts += [Instances(s.image_size, **{k: s.get(k) for k in fields}) for s in stages]
     for t, part in enumerate(parts):
@@ -219,20 +222,22 @@ class CascadeRCNNROIHeads(StandardROIHeads):
             kwargs: the rest of `StandardROIHeads`' arguments (num_classes, sampling, mask and keypoint heads).
         """
         if "proposal_matcher" in kwargs:
-            raise ValueError("CascadeRCNNROIHeads takes one matcher per stage: pass proposal_matchers=[...]")
+            raise ConfigValueError("CascadeRCNNROIHeads takes one matcher per stage: pass proposal_matchers=[...]")
         if "fast_roi_align" in kwargs:
-            raise ValueError("fast_roi_align is not an argument: choose the pooler, box_pooler=L(FastROIPooler)(...)")
+            raise ConfigValueError(
+                "fast_roi_align is not an argument: choose the pooler, box_pooler=L(FastROIPooler)(...)"
+            )
         num_stages = len(box_heads)
         if num_stages == 0:
-            raise ValueError("CascadeRCNNROIHeads needs at least one stage: box_heads is empty")
+            raise ConfigValueError("CascadeRCNNROIHeads needs at least one stage: box_heads is empty")
         if not len(box_predictors) == len(proposal_matchers) == num_stages:
-            raise ValueError(
+            raise ConfigValueError(
                 f"One box head, box predictor and matcher per stage: got {num_stages} box_heads, "
                 f"{len(box_predictors)} box_predictors, {len(proposal_matchers)} proposal_matchers"
             )
         for t, matcher in enumerate(proposal_matchers):
             if len(matcher.thresholds) != 3 or not 0.0 < _stage_iou(matcher) < 1.0:
-                raise ValueError(
+                raise ConfigValueError(
                     f"proposal_matchers[{t}] must be Matcher([u], [0, 1]) with u in (0, 1); "
                     f"got thresholds {matcher.thresholds[1:-1]}"
                 )
@@ -244,7 +249,7 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         )
         if mask_per_stage:
             if len(kwargs["mask_head"]) != num_stages:
-                raise ValueError(
+                raise ConfigValueError(
                     f"Per-stage masks need one mask head per stage: got {len(kwargs['mask_head'])} for {num_stages}"
                 )
             kwargs["mask_head"] = nn.ModuleList(kwargs["mask_head"])
@@ -274,19 +279,19 @@ class CascadeRCNNROIHeads(StandardROIHeads):
             return f"{argument} (yacs: {CASCADE_HEAD}.{argument.upper()})"
 
         if stage_sampling not in STAGE_SAMPLINGS:
-            raise ValueError(f"{name('stage_sampling')}={stage_sampling!r} is not one of {STAGE_SAMPLINGS}")
+            raise ConfigValueError(f"{name('stage_sampling')}={stage_sampling!r} is not one of {STAGE_SAMPLINGS}")
         if stage_loss_weights is not None and len(stage_loss_weights) != num_stages:
-            raise ValueError(
+            raise ConfigValueError(
                 f"{name('stage_loss_weights')} has {len(stage_loss_weights)} entries for {num_stages} stages: give "
                 "one per stage, or none"
             )
         if _selected_stage(test_score_ensemble, num_stages) is _UNKNOWN:
-            raise ValueError(
+            raise ConfigValueError(
                 f"{name('test_score_ensemble')}={test_score_ensemble!r} is not one of {TEST_SCORE_ENSEMBLES} or "
                 f"'stage0'..'stage{num_stages - 1}'"
             )
         if not isinstance(mask_train_stage, int) or not 0 <= mask_train_stage < num_stages:
-            raise ValueError(
+            raise ConfigValueError(
                 f"{name('mask_train_stage')}={mask_train_stage} is not a stage of this {num_stages}-stage cascade"
             )
 
@@ -359,7 +364,9 @@ class CascadeRCNNROIHeads(StandardROIHeads):
         in_features = cfg.MODEL.ROI_HEADS.IN_FEATURES
         in_channels = {input_shape[f].channels for f in in_features}
         if len(in_channels) != 1:
-            raise ValueError(f"MODEL.ROI_HEADS.IN_FEATURES {in_features} have different channel counts {in_channels}")
+            raise ConfigValueError(
+                f"MODEL.ROI_HEADS.IN_FEATURES {in_features} have different channel counts {in_channels}"
+            )
         resolution = cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION
         box_pooler = cls._build_pooler(cfg, "ROI_BOX_HEAD", input_shape)
         pooled_shape = ShapeSpec(channels=in_channels.pop(), width=resolution, height=resolution)

@@ -23,6 +23,8 @@ from detectron2.layers import ROIAlign
 from detectron2.modeling.poolers import ROIPooler, assign_boxes_to_levels, convert_boxes_to_pooler_format
 from detectron2.structures import Boxes
 
+from ..errors import ConfigValueError
+
 __all__ = ["FastROIPooler", "roi_align_rows"]
 
 
@@ -110,7 +112,7 @@ class FastROIPooler(ROIPooler):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if not self.supports(self):
-            raise ValueError(
+            raise ConfigValueError(
                 f"FastROIPooler computes ROIAlign and ROIAlignV2 only; got pooler_type {kwargs.get('pooler_type')!r}"
             )
         self._channels_last = _LayoutCache()

@@ -20,6 +20,7 @@ from detectron2.modeling.proposal_generator import PROPOSAL_GENERATOR_REGISTRY, 
 from detectron2.structures import Boxes, Instances, pairwise_iou
 
 from ..config import option_default, yacs_option
+from ..errors import ConfigValueError
 
 __all__ = ["InsideAnchorsRPN", "MaxIoUMatcher"]
 
@@ -67,7 +68,7 @@ class InsideAnchorsRPN(RPN):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.anchor_boundary_thresh < 0:
-            raise ValueError(
+            raise ConfigValueError(
                 f"InsideAnchorsRPN: anchor_boundary_thresh={self.anchor_boundary_thresh} keeps every anchor; set it "
                 "to 0 (MMDetection's allowed_border) or more (MODEL.RPN.BOUNDARY_THRESH for yacs), or use RPN"
             )

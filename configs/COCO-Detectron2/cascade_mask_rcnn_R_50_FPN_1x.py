@@ -16,19 +16,15 @@ from cascade_det.data import build_train_loader
 from detectron2 import model_zoo
 
 from ..common.models.cascade_rcnn_fpn import model
-from ..common.models.mask_head import mask_head, mask_in_features, mask_pooler
+from ..common.models.mask_head import add_mask_heads
 from ..common.train import test, train
 
-model.roi_heads.update(
-    mask_in_features=mask_in_features,
-    mask_pooler=mask_pooler,
-    mask_head=mask_head,
-    mask_train_stage=0,
-)
+model.roi_heads.mask_train_stage = 0
 model.proposal_generator.post_nms_topk = (2000, 1000)
 
 dataloader = model_zoo.get_config("common/data/coco.py").dataloader
 dataloader.train._target_ = build_train_loader  # Detectron2's loader, resumable exactly
+add_mask_heads(model, dataloader, per_stage=False)  # one mask head, trained on stage 0's RoIs
 optimizer = model_zoo.get_config("common/optim.py").SGD
 lr_multiplier = model_zoo.get_config("common/coco_schedule.py").lr_multiplier_1x
 train.update(

@@ -7,15 +7,8 @@ Detectron2's (and the authors') variant, one mask head trained on stage-0 RoIs:
     model.roi_heads.mask_head = <one MaskRCNNConvUpsampleHead>   (mask_train_stage=2: on the last stage's RoIs)
 """
 
-from ..common.models.mask_head import mask_head, mask_in_features, mask_pooler
+from ..common.models.mask_head import add_mask_heads
 from .cascade_rcnn_R_50_FPN_1x import dataloader, lr_multiplier, model, optimizer, test, train  # noqa: F401
 
-mask_head.num_classes = "${...num_classes}"  # inside the list of heads: the roi_heads' num_classes
-model.roi_heads.update(
-    mask_in_features=mask_in_features,
-    mask_pooler=mask_pooler,
-    mask_head=[mask_head for _ in model.roi_heads.box_heads],
-)
-dataloader.train.mapper.use_instance_mask = True
-dataloader.evaluator.tasks = ("bbox", "segm")
+add_mask_heads(model, dataloader)  # one mask head per stage
 train.output_dir = "./output/coco_cascade_mask_rcnn_R_50_FPN_1x"

@@ -27,17 +27,17 @@ from ..common.data.coco import dataloader
 from ..common.models.cascade_rcnn_fpn import model
 from ..common.train import test, train
 
-bottom_up = model.backbone.bottom_up
-bottom_up.stages.stride_in_1x1 = False  # torchvision ("pytorch") style
-bottom_up.freeze_at = 2
-bottom_up.stem.norm = bottom_up.stages.norm = L(FrozenStatsBatchNorm2d.norm)()
+_bottom_up = model.backbone.bottom_up
+_bottom_up.stages.stride_in_1x1 = False  # torchvision ("pytorch") style
+_bottom_up.freeze_at = 2
+_bottom_up.stem.norm = _bottom_up.stages.norm = L(FrozenStatsBatchNorm2d.norm)()
 model.input_format = "RGB"
 model.pixel_mean = [123.675, 116.28, 103.53]
 model.pixel_std = [58.395, 57.12, 57.375]
 
 # MMDetection's anchor assignment: anchors crossing the image border (allowed_border=0) take no part in matching
 # or in the loss; a box's best anchor becomes positive if its IoU is at least 0.3 (min_pos_iou).
-MMDETECTION_RPN_ASSIGNMENT = {
+_MMDETECTION_RPN_ASSIGNMENT = {
     "_target_": InsideAnchorsRPN,
     "anchor_boundary_thresh": 0,
     "anchor_matcher": L(MaxIoUMatcher)(
@@ -45,9 +45,9 @@ MMDETECTION_RPN_ASSIGNMENT = {
     ),
 }
 
-rpn = model.proposal_generator
-rpn.update(pre_nms_topk=(2000, 1000), post_nms_topk=(2000, 1000), smooth_l1_beta=1.0 / 9)
-rpn.update(MMDETECTION_RPN_ASSIGNMENT)
+_rpn = model.proposal_generator
+_rpn.update(pre_nms_topk=(2000, 1000), post_nms_topk=(2000, 1000), smooth_l1_beta=1.0 / 9)
+_rpn.update(_MMDETECTION_RPN_ASSIGNMENT)
 
 # MMDetection's box coder divides the deltas by target_stds; Detectron2's multiplies by weights: weights = 1 / std.
 TARGET_STDS = ((0.1, 0.1, 0.2, 0.2), (0.05, 0.05, 0.1, 0.1), (0.033, 0.033, 0.067, 0.067))

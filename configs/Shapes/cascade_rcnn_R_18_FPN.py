@@ -24,20 +24,19 @@ from ..common.train import test, train
 
 CHANNELS = 64
 
-bottom_up = model.backbone.bottom_up
-bottom_up.stem.norm = "BN"
-bottom_up.stages.depth = 18
-bottom_up.stages.norm = "BN"
-bottom_up.stages.pop("stride_in_1x1")  # a bottleneck-only argument; R-18 has basic blocks
+_bottom_up = model.backbone.bottom_up
+_bottom_up.stem.norm = "BN"
+_bottom_up.stages.depth = 18
+_bottom_up.stages.norm = "BN"
 model.backbone.out_channels = CHANNELS
 model.pixel_std = [57.375, 57.120, 58.395]  # unit-variance input: BN trains from scratch here
 
-rpn = model.proposal_generator
-rpn.head.in_channels = CHANNELS
-rpn.anchor_generator.sizes = [[12], [24], [48], [96], [192]]
-rpn.batch_size_per_image = 128
-rpn.pre_nms_topk = (600, 300)
-rpn.post_nms_topk = (300, 150)
+_rpn = model.proposal_generator
+_rpn.head.in_channels = CHANNELS
+_rpn.anchor_generator.sizes = [[12], [24], [48], [96], [192]]
+_rpn.batch_size_per_image = 128
+_rpn.pre_nms_topk = (600, 300)
+_rpn.post_nms_topk = (300, 150)
 
 model.roi_heads.num_classes = 4
 model.roi_heads.batch_size_per_image = 32

@@ -13,14 +13,14 @@ from detectron2.modeling.roi_heads import FastRCNNConvFCHead, FastRCNNOutputLaye
 
 from .cascade_rcnn_R_18_FPN import CHANNELS, dataloader, lr_multiplier, model, optimizer, test, train  # noqa: F401
 
-cascade = model.roi_heads
+_cascade = model.roi_heads
 model.roi_heads = L(StandardROIHeads)(
-    num_classes=cascade.num_classes,
-    batch_size_per_image=cascade.batch_size_per_image,
-    positive_fraction=cascade.positive_fraction,
+    num_classes=_cascade.num_classes,
+    batch_size_per_image=_cascade.batch_size_per_image,
+    positive_fraction=_cascade.positive_fraction,
     proposal_matcher=L(Matcher)(thresholds=[0.5], labels=[0, 1], allow_low_quality_matches=False),
-    box_in_features=cascade.box_in_features,
-    box_pooler=cascade.box_pooler,
+    box_in_features=_cascade.box_in_features,
+    box_pooler=_cascade.box_pooler,
     box_head=L(FastRCNNConvFCHead)(
         input_shape=ShapeSpec(channels=CHANNELS, height=7, width=7), conv_dims=[], fc_dims=[256, 256]
     ),

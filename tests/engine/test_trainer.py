@@ -10,6 +10,8 @@ from omegaconf import OmegaConf
 
 from cascade_det.engine import CascadeTrainer, load_config
 
+from detectron2.config import LazyConfig
+
 from ..conftest import QUICKSTART, ROOT
 
 YACS = os.path.join(ROOT, "configs/Shapes/cascade_rcnn_R_18_FPN.yaml")
@@ -100,3 +102,30 @@ def test_tta_results_sit_beside_the_plain_ones_for_one_dataset_and_per_dataset_f
         "b": {"bbox": {"AP": 3.0}, "bbox_TTA": {"AP": 4.0}},
     }
     assert _with_tta_results({"bbox": {"AP": 1.0}}, {}) == {"bbox": {"AP": 1.0}}
+
+
+def test_final_eval_false_with_eval_period_0_never_evaluates_and_true_evaluates_once(tmp_path):
+    from ..reliability.conftest import TINY, run_main
+
+    for final_eval, evaluations in ((False, 0), (True, 1)):
+        out = tmp_path / str(final_eval)
+        args = ["--config-file", QUICKSTART, f"train.output_dir={out}", "train.max_iter=1", *TINY]
+        assert run_main(*args, f"train.final_eval={final_eval}") is None
+        with open(out / "metrics.json") as f:
+            lines = [json.loads(line) for line in f]  # every line strict JSON (NaN as null)
+        assert sum("bbox/AP" in m for m in lines) == evaluations
+        assert os.path.isdir(out / "inference") == bool(evaluations)
+
+
+def test_scaling_to_the_reference_world_size_is_logged_and_saved_with_the_config(tmp_path):
+    from ..reliability.conftest import TINY, log_of, run_main
+
+    out = str(tmp_path / "run")
+    args = ["--config-file", QUICKSTART, f"train.output_dir={out}", *TINY]
+    scaled = ["train.reference_world_size=4", "dataloader.train.total_batch_size=8", "train.max_iter=1"]
+    assert run_main(*args, *scaled, "train.final_eval=False") is None
+    assert "Scaled for 1 processes (train.reference_world_size was 4): total batch 8 -> 2" in log_of(out)
+    assert "max_iter 1 -> 4" in log_of(out)
+    saved = LazyConfig.load(os.path.join(out, "config.yaml"))
+    assert saved.train.max_iter == 4 and saved.dataloader.train.total_batch_size == 2
+    assert saved.train.reference_world_size == 1  # the saved config describes the run it made

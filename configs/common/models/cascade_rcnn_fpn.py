@@ -6,7 +6,7 @@ gradient scale 1/3; mean of the stages' probabilities at test), pooling with `Fa
 results, multi-threaded on the CPU; Detectron2's `ROIPooler` is a drop-in alternative).
 """
 
-from cascade_det.modeling import CascadeRCNNROIHeads, FastROIPooler, lazy_cascade_stages
+from cascade_det.modeling import CascadeRCNNROIHeads, FastROIPooler, lazy_cascade_stages, resnet_stages
 
 from detectron2 import model_zoo
 
@@ -14,6 +14,8 @@ model = model_zoo.get_config("common/models/mask_rcnn_fpn.py").model
 # A single-stage head's arguments, and the mask head (Cascade Mask R-CNN configs put it back).
 for key in ("box_head", "box_predictor", "proposal_matcher", "mask_in_features", "mask_pooler", "mask_head"):
     model.roi_heads.pop(key)
+# Any depth by one override (model.backbone.bottom_up.stages.depth=18): bottleneck-only arguments dropped for 18/34.
+model.backbone.bottom_up.stages._target_ = resnet_stages
 model.roi_heads.box_pooler._target_ = FastROIPooler
 model.roi_heads.update(
     _target_=CascadeRCNNROIHeads,
