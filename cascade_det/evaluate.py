@@ -29,10 +29,10 @@ import numpy as np
 from tabulate import tabulate
 
 from .errors import InputError, add_debug_argument, exit_on_user_error
-from .evaluation.coco_backend import BACKENDS, coco_classes, evaluate_boxes, load_gt, mean_percent, summary_percent
+from .evaluation.coco_backend import BACKENDS, evaluate_boxes, evaluate_coco, load_gt, mean_percent, summary_percent
 from .evaluation.metrics import json_safe
 from .evaluation.per_stage import box_ap, plot_per_stage_ap, stage_ap_table
-from .image_ids import integer_image_ids, with_integer_image_ids
+from .image_ids import dataset_image_numbers, with_integer_image_ids
 from .outputs import next_free_path
 
 __all__ = ["confusion_matrix", "main", "per_class_ap", "results_array"]
@@ -54,9 +54,9 @@ def results_array(results: List[dict], path: str = "results") -> np.ndarray:
 
 
 def _with_image_numbers(gt_dataset: dict, results: List[dict], path: str) -> Tuple[dict, List[dict]]:
-    """Ground truth and results with integer image ids (`integer_image_ids`: string ids numbered as during
+    """Ground truth and results with integer image ids (`dataset_image_numbers`: string ids numbered as during
     training); a result whose image is not in the ground truth is an error naming it."""
-    mapping = integer_image_ids(im["id"] for im in gt_dataset.get("images", []))
+    mapping = dataset_image_numbers(gt_dataset)
     if not mapping:
         return gt_dataset, results
     numbered = []
@@ -206,20 +206,6 @@ def plot_confusion_matrix(counts: np.ndarray, names: List[str], folder: str, sco
     return path
 
 
-def _evaluate_masks(gt, results: List[dict], backend: str) -> Dict[str, float]:
-    """COCO mask metrics (percent) of results that carry "segmentation"."""
-    import contextlib
-    import io
-
-    _, eval_cls = coco_classes(backend)
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_eval = eval_cls(gt, gt.loadRes(results), "segm")
-        coco_eval.evaluate()
-        coco_eval.accumulate()
-        coco_eval.summarize()
-    return summary_percent(coco_eval.stats)
-
-
 def main(argv=None) -> Dict:
     parser = argparse.ArgumentParser(
         prog="python -m cascade_det.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -262,7 +248,8 @@ def main(argv=None) -> Dict:
     print(tabulate(classes, headers=["category", "AP"], floatfmt=".2f", tablefmt="pipe"))
     report = {"bbox": {**metrics, **{f"AP-{name}": ap for name, ap in classes}}}
     if any("segmentation" in r for r in results):
-        report["segm"] = _evaluate_masks(gt, [r for r in results if "segmentation" in r], args.backend)
+        masks = [r for r in results if "segmentation" in r]
+        report["segm"] = summary_percent(evaluate_coco(gt, masks, "segm", args.backend)[0])
         print("COCO mask metrics (%):")
         print("  " + "  ".join(f"{k} {v:.2f}" for k, v in report["segm"].items()))
     written = plot_pr_curves(gt, coco_eval, output)

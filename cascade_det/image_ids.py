@@ -12,7 +12,7 @@ import io
 from numbers import Integral
 from typing import Dict, Hashable, Iterable
 
-__all__ = ["integer_image_ids", "with_integer_image_ids", "coco_with_integer_image_ids"]
+__all__ = ["coco_with_integer_image_ids", "dataset_image_numbers", "integer_image_ids", "with_integer_image_ids"]
 
 
 def integer_image_ids(image_ids: Iterable[Hashable]) -> Dict[Hashable, int]:
@@ -31,6 +31,11 @@ def integer_image_ids(image_ids: Iterable[Hashable]) -> Dict[Hashable, int]:
         else:
             mapping[i], next_id = next_id, next_id + 1
     return mapping
+
+
+def dataset_image_numbers(dataset: dict) -> Dict[Hashable, int]:
+    """`integer_image_ids` of the images of a COCO-format dict ({} when they are all integers)."""
+    return integer_image_ids(im["id"] for im in dataset.get("images", []))
 
 
 def with_integer_image_ids(dataset: dict, mapping: Dict[Hashable, int]) -> dict:

@@ -24,7 +24,7 @@ from detectron2.structures import Instances
 
 from .checkpoint import SafeDetectionCheckpointer
 from .engine.load_checks import check_load_report
-from .engine.model_metadata import inference_identity, test_resize
+from .engine.model_metadata import inference_identity, model_description
 from .engine.run import ConfigValueError, Run
 from .engine.setup import load_config
 from .errors import InputError, MissingFileError
@@ -82,12 +82,7 @@ class Predictor:
     def model_metadata(self) -> Dict:
         """What this model is, as its checkpoints and exported files carry it: class names, number of classes,
         input format, test-time resize."""
-        return {
-            "num_classes": self.run.settings.num_classes,
-            "thing_classes": list(self.class_names),
-            "input_format": self.input_format,
-            "test_resize": test_resize(self.run),
-        }
+        return model_description(self.run, self.class_names)
 
     def __call__(self, images: Union[Image, List[Image]], per_stage: bool = False, image_format: str = "BGR"):
         """Detections of one image (Instances) or of a list (a list of them, run as one batch). With `per_stage`

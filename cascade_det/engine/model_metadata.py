@@ -19,7 +19,7 @@ from detectron2.data.catalog import Metadata
 
 from .run import ConfigValueError, Run
 
-__all__ = ["dataset_class_names", "inference_identity", "run_model_metadata", "test_resize"]
+__all__ = ["dataset_class_names", "inference_identity", "model_description", "run_model_metadata", "test_resize"]
 
 logger = logging.getLogger("cascade_det")
 
@@ -47,17 +47,21 @@ def dataset_class_names(run: Run) -> Tuple[List[str], str]:
     return [], ""
 
 
-def run_model_metadata(run: Run) -> Dict:
-    """What the checkpoints of `run` carry about the model (plain values: see the module docstring)."""
-    classes, _ = dataset_class_names(run)
-    s = run.settings
+def model_description(run: Run, class_names: List[str]) -> Dict:
+    """The model of `run` with `class_names` as checkpoints and exported files describe it: num_classes,
+    thing_classes (empty unless there is one name per class), input_format, test_resize."""
+    num_classes = run.settings.num_classes
     return {
-        "num_classes": s.num_classes,
-        "thing_classes": classes if len(classes) == s.num_classes else [],
+        "num_classes": num_classes,
+        "thing_classes": list(class_names) if len(class_names) == num_classes else [],
         "input_format": run.test_preprocessing()[0],
         "test_resize": test_resize(run),
-        "datasets": list(s.train_datasets),
     }
+
+
+def run_model_metadata(run: Run) -> Dict:
+    """What the checkpoints of `run` carry about the model (plain values: see the module docstring)."""
+    return {**model_description(run, dataset_class_names(run)[0]), "datasets": list(run.settings.train_datasets)}
 
 
 def inference_identity(run: Run, stored: Optional[Dict], weights: str = "") -> Tuple[Run, List[str], Metadata]:

@@ -19,7 +19,16 @@ import numpy as np
 from ..config import EVAL_BACKENDS
 from ..errors import ConfigValueError
 
-__all__ = ["BACKENDS", "COCO_METRICS", "coco_classes", "evaluate_boxes", "load_gt", "mean_percent", "summary_percent"]
+__all__ = [
+    "BACKENDS",
+    "COCO_METRICS",
+    "coco_classes",
+    "evaluate_boxes",
+    "evaluate_coco",
+    "load_gt",
+    "mean_percent",
+    "summary_percent",
+]
 
 BACKENDS = EVAL_BACKENDS
 # The 12 numbers COCOeval.summarize() prints, in its order (stats[0..11]).
@@ -69,17 +78,22 @@ def load_gt(json_file_or_dict, backend: str = "faster-coco-eval"):
         return coco_cls(json_file_or_dict)
 
 
-def evaluate_boxes(gt, detections: np.ndarray, backend: str = "faster-coco-eval") -> Optional[Tuple[np.ndarray, Dict]]:
-    """COCO box evaluation of `detections` (D, 7): image_id, x, y, w, h, score, category_id (dataset ids), against
-    `gt` (from `load_gt` with the same backend). Returns (stats (12,), eval dict with "precision" (T, R, K, A, M)),
-    or None for no detections."""
-    if len(detections) == 0:
-        return None
+def evaluate_coco(gt, results, iou_type: str, backend: str = "faster-coco-eval") -> Tuple[np.ndarray, Dict]:
+    """COCO evaluation ("bbox" or "segm") of `results` (what `gt.loadRes` takes: a COCO results list, or box rows
+    as `evaluate_boxes`'), against `gt` (from `load_gt` with the same backend). Returns (stats (12,), eval dict
+    with "precision" (T, R, K, A, M))."""
     _, eval_cls = coco_classes(backend)
     with contextlib.redirect_stdout(io.StringIO()):
-        dt = gt.loadRes(np.asarray(detections, dtype=np.float64))
-        coco_eval = eval_cls(gt, dt, "bbox")
+        coco_eval = eval_cls(gt, gt.loadRes(results), iou_type)
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()
     return np.asarray(coco_eval.stats, dtype=np.float64), coco_eval.eval
+
+
+def evaluate_boxes(gt, detections: np.ndarray, backend: str = "faster-coco-eval") -> Optional[Tuple[np.ndarray, Dict]]:
+    """COCO box evaluation (`evaluate_coco`) of `detections` (D, 7): image_id, x, y, w, h, score, category_id
+    (dataset ids); None for no detections."""
+    if len(detections) == 0:
+        return None
+    return evaluate_coco(gt, np.asarray(detections, dtype=np.float64), "bbox", backend)

@@ -27,7 +27,7 @@ from detectron2.data.datasets.coco import convert_to_coco_dict
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
-from ..image_ids import integer_image_ids, with_integer_image_ids
+from ..image_ids import dataset_image_numbers, with_integer_image_ids
 from ..modeling import split_stage_detections
 from .coco_backend import COCO_METRICS, evaluate_boxes, load_gt, mean_percent, summary_percent
 
@@ -137,14 +137,15 @@ class PerStageCOCOEvaluator(DatasetEvaluator):
         self._to_dataset_id = {v: k for k, v in mapping.items()}
         self._detections: Dict[str, list] = {}
         self._image_numbers: Optional[Dict] = None  # string image id -> integer, built at the first string id
+        self._gt_dict: Optional[dict] = None  # the ground truth as a dict, read when string ids need it
 
     def _image_number(self, image_id) -> int:
-        """The integer an image's detections carry: its id, or for string ids (VOC) `integer_image_ids`' number,
+        """The integer an image's detections carry: its id, or for string ids (VOC) `dataset_image_numbers`' number,
         the same in every process (it depends on the ground truth only)."""
         if isinstance(image_id, (int, np.integer)) and not isinstance(image_id, bool):
             return int(image_id)
         if self._image_numbers is None:
-            self._image_numbers = integer_image_ids(im["id"] for im in self._ground_truth_dict()["images"])
+            self._image_numbers = dataset_image_numbers(self._ground_truth_dict())
         if image_id not in self._image_numbers:
             raise ValueError(
                 f"Per-stage evaluation of {self._dataset_name}: image id {image_id!r} is not in its ground truth"
@@ -184,7 +185,8 @@ class PerStageCOCOEvaluator(DatasetEvaluator):
         }
         if string_ids:
             gt = self._ground_truth_dict()
-            source = with_integer_image_ids(gt, integer_image_ids(im["id"] for im in gt["images"]))
+            # This process may have seen integer ids only, where another saw strings: the numbers from the truth.
+            source = with_integer_image_ids(gt, self._image_numbers or dataset_image_numbers(gt))
         else:
             source = self._ground_truth_source()
         results = OrderedDict(zip(names, evaluate_sets(source, [detections[n] for n in names], self._backend)))
@@ -207,7 +209,7 @@ class PerStageCOCOEvaluator(DatasetEvaluator):
 
     def _ground_truth_dict(self) -> dict:
         """The ground truth as a COCO-format dict, read once per evaluator."""
-        if getattr(self, "_gt_dict", None) is None:
+        if self._gt_dict is None:
             source = self._ground_truth_source()
             if not isinstance(source, dict):
                 with open(source) as f:
