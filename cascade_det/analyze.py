@@ -20,7 +20,7 @@ from tabulate import tabulate
 
 from detectron2.utils.analysis import FlopCountAnalysis
 
-from .engine.args import config_tool_parser, register_datasets, tool_logging
+from .engine.args import config_tool_parser, image_size, register_datasets, tool_logging
 from .engine.model_metadata import inference_identity, test_resize
 from .engine.run import Run
 from .engine.setup import load_config
@@ -82,7 +82,9 @@ def _test_size(run: Run) -> Tuple[int, int]:
 
 def main(argv: Sequence[str] = None) -> Dict:
     parser = config_tool_parser("cascade_det.analyze", __doc__, weights=True, register=True)
-    parser.add_argument("--size", default="", help="HxW of the image (default: the config's test size)")
+    parser.add_argument(
+        "--size", type=image_size, default="", help="HxW of the image (default: the config's test size)"
+    )
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = parser.parse_args(argv)
     tool_logging()

@@ -13,18 +13,18 @@ import os
 import sys
 from typing import List, Sequence
 
-import cv2
 from tqdm import tqdm
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.detection_utils import read_image
 from detectron2.utils.visualizer import Visualizer
 
 from .data import check_datasets
-from .engine.args import add_register_arguments, config_tool_parser, register_datasets
+from .engine.args import add_register_arguments, config_tool_parser, non_negative_int, register_datasets
 from .engine.run import Run
 from .engine.setup import load_config
 from .errors import UnreadableFileError, exit_on_user_error
-from .outputs import refuse_existing, write_png
+from .outputs import check_writable, refuse_existing, write_png
 
 __all__ = ["main"]
 
@@ -34,7 +34,7 @@ def main(argv: Sequence[str] = None) -> List[str]:
     parser.add_argument("--output", required=True)
     parser.add_argument("--split", choices=("train", "test"), default="train")
     parser.add_argument("--train-augmentation", action="store_true", help="draw after the training augmentation")
-    parser.add_argument("--limit", type=int, default=0, help="draw at most this many images (0: all)")
+    parser.add_argument("--limit", type=non_negative_int, default=0, help="draw at most this many images (0: all)")
     args = parser.parse_args(argv)
     register_datasets(args)
     run = Run.of(load_config(args.config_file, args.opts), world_size=1)
@@ -45,6 +45,7 @@ def main(argv: Sequence[str] = None) -> List[str]:
     check_datasets(names, split="training" if args.split == "train" else "test", key=run.key(setting))
     mapper = run.build_train_mapper() if args.train_augmentation else None
     written = []
+    check_writable(args.output, "--output")
     os.makedirs(args.output, exist_ok=True)
     for name in names:
         metadata = MetadataCatalog.get(name)
@@ -54,10 +55,10 @@ def main(argv: Sequence[str] = None) -> List[str]:
             target = os.path.join(args.output, f"{name}_{d.get('image_id', len(written))}.png")
             refuse_existing(target)
             if mapper is None:
-                image = cv2.imread(d["file_name"], cv2.IMREAD_COLOR)
-                if image is None:
-                    raise UnreadableFileError(f"dataset {name}: cannot read the image {d['file_name']}")
-                image = image[:, :, ::-1]
+                try:  # as training reads it (EXIF orientation, every bit depth and mode)
+                    image = read_image(d["file_name"], format="RGB")
+                except (OSError, ValueError) as e:
+                    raise UnreadableFileError(f"dataset {name}: cannot read the image {d['file_name']}: {e}") from e
                 drawn = Visualizer(image, metadata).draw_dataset_dict(d).get_image()
             else:
                 mapped = mapper(dict(d))

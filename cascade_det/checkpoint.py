@@ -14,9 +14,11 @@ finite are never written. `--resume` takes the newest intact checkpoint: a trunc
 pointer) is skipped with a warning naming it.
 """
 
+import errno
 import logging
 import os
 import re
+import shutil
 from typing import Dict, List, Optional
 
 import torch
@@ -36,11 +38,44 @@ from .weights import (
     load_weights_file,
 )
 
-__all__ = ["NonFiniteWeightsError", "SafeDetectionCheckpointer", "UnsafeCheckpointError", "run_checkpoints"]
+__all__ = [
+    "CheckpointWriteError",
+    "NonFiniteWeightsError",
+    "RUN_STATE_KEY",
+    "SafeDetectionCheckpointer",
+    "UnsafeCheckpointError",
+    "run_checkpoints",
+]
+
+# The checkpoint entry with the settings of the training run that wrote it (what --resume compares against).
+RUN_STATE_KEY = "cascade_det_run"
 
 logger = logging.getLogger(__name__)
 
 _CHECKPOINT_NAME = re.compile(r"^model_(\d+|final)\.pth$")
+
+
+class CheckpointWriteError(Error, OSError):
+    """A checkpoint could not be written (disk full, folder not writable); the earlier ones are intact."""
+
+
+def _write_failure(path: str, error: BaseException) -> str:
+    """One line saying why `path` could not be written and what to do."""
+    folder = os.path.dirname(path) or "."
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    full = getattr(error, "errno", None) == errno.ENOSPC or (free is not None and free < 2**26)
+    reason = (
+        f"the disk is full ({free / 2**20:.0f} MiB free in {folder})"
+        if full and free is not None
+        else f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+    )
+    return (
+        f"Could not write the checkpoint {path}: {reason}. Nothing was replaced: the earlier checkpoints are intact. "
+        "Free space (or choose another output dir), then continue with --resume."
+    )
 
 
 class NonFiniteWeightsError(Error, ValueError):
@@ -93,6 +128,7 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
         self.loaded_from = ""  # the file the last load read
         self.resumed_from = ""  # the checkpoint resume_or_load(resume=True) resumed from ("" if none)
         self.model_metadata: Optional[Dict] = None  # written into every checkpoint under MODEL_METADATA_KEY
+        self.run_state: Optional[Dict] = None  # written into every checkpoint under RUN_STATE_KEY
         self._read_ahead = None  # (path, file contents) that `read` returned, for the next load of that path
 
     # ---- reading ----
@@ -174,7 +210,34 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
             )
         if self.model_metadata:
             kwargs.setdefault(MODEL_METADATA_KEY, self.model_metadata)
-        super().save(name, **kwargs)
+        if self.run_state:
+            kwargs.setdefault(RUN_STATE_KEY, self.run_state)
+        try:
+            super().save(name, **kwargs)
+        except (OSError, RuntimeError) as e:
+            if isinstance(e, RuntimeError) and "write" not in str(e).lower():
+                raise  # not a failed write
+            raise CheckpointWriteError(_write_failure(os.path.join(self.save_dir, f"{name}.pth"), e)) from e
+
+    def link_checkpoint(self, source: str, name: str) -> bool:
+        """Make `<save_dir>/<name>.pth` a hard link to the checkpoint `<save_dir>/<source>.pth` (atomically: a link
+        beside it, renamed) and point last_checkpoint at it; False where the file system cannot link."""
+        if not (self.save_dir and self.save_to_disk):
+            return True
+        source_path = os.path.join(self.save_dir, f"{source}.pth")
+        target = os.path.join(self.save_dir, f"{name}.pth")
+        staging = os.path.join(self.save_dir, f".{name}.pth.link.tmp")
+        try:
+            if os.path.lexists(staging):
+                os.remove(staging)
+            os.link(source_path, staging)
+            os.replace(staging, target)
+        except OSError as e:
+            logger.info("Cannot hard-link %s to %s (%s): writing it", target, source_path, e)
+            return False
+        self.tag_last_checkpoint(f"{name}.pth")
+        logger.info("Saved %s (a hard link to %s: the same checkpoint)", target, source_path)
+        return True
 
     # ---- resuming ----
     def resume_candidates(self) -> List[str]:

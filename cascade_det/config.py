@@ -157,6 +157,16 @@ OPTIONS = [
         "true or false",
     ),
     Option(
+        "TEST.SKIP_UNREADABLE_IMAGES",
+        "train.skip_unreadable_test_images",
+        False,
+        "evaluate a test image that cannot be read as an image without detections (logged and counted: its objects "
+        "count as missed) instead of stopping",
+        "skip_unreadable_test_images",
+        _bool,
+        "true or false",
+    ),
+    Option(
         "TEST.EVAL_BACKEND",
         "train.eval_backend",
         "faster-coco-eval",

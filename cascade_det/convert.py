@@ -39,6 +39,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 
 from .errors import add_debug_argument, exit_on_user_error
+from .outputs import check_writable
 from .weights import MODEL_METADATA_KEY, atomic_write, load_weights_file, model_metadata_of, save_safetensors
 
 __all__ = [
@@ -256,7 +257,9 @@ def main(argv=None) -> None:
     suffixes = (".safetensors", ".pth") if args.command == "mmdet" else (".safetensors",)
     if not args.output.endswith(suffixes):
         parser.error(f"{args.output}: the output must end in {' or '.join(suffixes)}")
+    check_writable(os.path.dirname(args.output) or ".", "the output's folder")
     checkpoint = load_weights_file(args.input, allow_unsafe_pickle=args.allow_unsafe_pickle)
+    os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
     if args.command == "to-safetensors":
         weights = {k: torch.as_tensor(v) for k, v in checkpoint["model"].items()}
         _write(weights, args.output, "", model_metadata_of(checkpoint, args.input))

@@ -20,11 +20,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from detectron2.data.detection_utils import read_image
 from detectron2.utils.visualizer import Visualizer
 
-from .engine.args import config_tool_parser, register_datasets, tool_logging
+from .engine.args import config_tool_parser, probability, register_datasets, tool_logging
 from .errors import InputError, MissingFileError, UnreadableFileError, exit_on_user_error
-from .outputs import refuse_existing, write_png
+from .outputs import check_writable, refuse_existing, write_png
 from .predictor import Predictor
 
 __all__ = ["draw", "main", "resolve_inputs"]
@@ -83,6 +84,7 @@ def _video(predictor, path, target, per_stage) -> int:
     if not capture.isOpened():
         raise UnreadableFileError(f"--input {path}: cannot open the video")
     partial = os.path.join(os.path.dirname(target), "." + os.path.basename(target) + ".partial.mp4")
+    expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     try:
         frames = _draw_frames(capture, predictor, path, partial, per_stage)
     except BaseException:
@@ -93,6 +95,13 @@ def _video(predictor, path, target, per_stage) -> int:
         capture.release()
     if frames == 0:
         raise UnreadableFileError(f"--input {path}: the video has no readable frame")
+    if expected and frames < expected - max(2, expected // 100):  # (a container's count may be estimated)
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise UnreadableFileError(
+            f"--input {path}: the video stopped at frame {frames} of the {expected} its header announces: it is "
+            "truncated (an interrupted copy or recording?). Nothing was written for it; use an intact copy."
+        )
     refuse_existing(target)
     os.replace(partial, target)
     return frames
@@ -125,7 +134,9 @@ def main(argv: Sequence[str] = None) -> List[str]:
     parser.add_argument("--input", required=True, help="an image or video, a folder of images, or a glob")
     parser.add_argument("--output", required=True, help="folder to draw into")
     parser.add_argument("--per-stage", action="store_true", help="draw each stage's own detections beside the model's")
-    parser.add_argument("--confidence-threshold", type=float, default=None, help="keep detections scoring this much")
+    parser.add_argument(
+        "--confidence-threshold", type=probability, default=None, help="keep detections scoring this much (0..1)"
+    )
     args = parser.parse_args(argv)
     files = resolve_inputs(args.input)
     targets = _targets(files, args.output)
@@ -134,19 +145,30 @@ def main(argv: Sequence[str] = None) -> List[str]:
     predictor = Predictor(args.config_file, args.weights, score_thresh=args.confidence_threshold, overrides=args.opts)
     if args.per_stage and not predictor.is_cascade:
         parser.error("--per-stage needs a cascade model (CascadeRCNNROIHeads)")
-    os.makedirs(args.output, exist_ok=True)
     images = [(f, t) for f, t in zip(files, targets) if not f.lower().endswith(VIDEO_EXTENSIONS)]
+    # Every image is decoded before the first drawing is written: one unreadable file refuses the run whole, instead
+    # of leaving half the drawings (and a rerun refused by them).
+    for path, _ in images:
+        _read(path)
+    check_writable(args.output, "--output")
+    os.makedirs(args.output, exist_ok=True)
     for path, target in tqdm(images, desc="images", unit="image", disable=len(images) < 2):
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
-        if image is None:
-            raise UnreadableFileError(f"--input: cannot read the image {path}")
-        write_png(target, draw(predictor, image, args.per_stage))
+        write_png(target, draw(predictor, _read(path), args.per_stage))
     for path, target in zip(files, targets):
         if path.lower().endswith(VIDEO_EXTENSIONS):
             frames = _video(predictor, path, target, args.per_stage)
             print(f"{path}: {frames} frames drawn into {target}")
     print(f"wrote {len(targets)} file(s) into {args.output}")
     return targets
+
+
+def _read(path: str) -> np.ndarray:
+    """The image at `path` (BGR), decoded as training and Predictor decode it (Detectron2's reader: EXIF
+    orientation, every bit depth and mode)."""
+    try:
+        return read_image(path, format="BGR")
+    except (OSError, ValueError) as e:
+        raise UnreadableFileError(f"--input: cannot read the image {path} ({type(e).__name__}: {e})") from e
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ __all__ = [
     "InputError",
     "MissingFileError",
     "OutputExistsError",
+    "OutputPathError",
     "UnreadableFileError",
     "WorkerStoppedError",
     "exit_on_user_error",
@@ -61,6 +62,11 @@ class MissingFileError(Error, FileNotFoundError):
 
 class OutputExistsError(Error, FileExistsError):
     """A file a command would write exists already: nothing the user made is overwritten."""
+
+
+class OutputPathError(Error, OSError):
+    """An output path that cannot hold what a command writes: a file where a folder is needed, or a folder this
+    user cannot write (read-only, disk full)."""
 
 
 class UnreadableFileError(Error, OSError):

@@ -28,12 +28,13 @@ from typing import Dict, List, Tuple
 import numpy as np
 from tabulate import tabulate
 
+from .engine.args import probability
 from .errors import InputError, add_debug_argument, exit_on_user_error
 from .evaluation.coco_backend import BACKENDS, evaluate_boxes, evaluate_coco, load_gt, mean_percent, summary_percent
 from .evaluation.metrics import json_safe
 from .evaluation.per_stage import box_ap, plot_per_stage_ap, stage_ap_table
 from .image_ids import dataset_image_numbers, with_integer_image_ids
-from .outputs import next_free_path
+from .outputs import check_writable, next_free_path
 
 __all__ = ["confusion_matrix", "main", "per_class_ap", "results_array"]
 
@@ -51,6 +52,65 @@ def results_array(results: List[dict], path: str = "results") -> np.ndarray:
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"{path}: detection {i} is not a COCO box result ({e!r}): {str(r)[:200]}") from e
     return rows
+
+
+def _read_json(path: str, what: str):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path} ({what}) cannot be read as JSON: {type(e).__name__}: {e}") from e
+
+
+def check_results(gt_dataset: dict, detections: np.ndarray, path: str) -> None:
+    """Detections that cannot be scored as they are (an image or a category the ground truth does not have, a
+    score that is not a number, a box that is not finite) are an error naming the first and the fix: COCOeval
+    would stop with a bare assertion or, for shifted category ids, score them silently as wrong."""
+    images = {image.get("id") for image in gt_dataset["images"] if isinstance(image, dict)}
+    unknown = sorted({int(i) for i in detections[:, 0] if i not in images})
+    if unknown:
+        raise InputError(
+            f"{path}: detections of {len(unknown)} images the ground truth does not have (image_id "
+            f"{', '.join(map(str, unknown[:5]))}): evaluate against the ground truth of the set they were made on"
+        )
+    bad = np.flatnonzero(~np.isfinite(detections[:, 1:6]).all(axis=1))
+    if len(bad):
+        raise InputError(
+            f"{path}: {len(bad)} detections have a score or box that is not a number (NaN or infinity), e.g. "
+            f"detection {bad[0]}: the model that made them diverged; evaluate the results of a finite model"
+        )
+    categories = sorted(c["id"] for c in gt_dataset.get("categories", []) if isinstance(c, dict) and "id" in c)
+    found = sorted({int(c) for c in detections[:, 6]})
+    unknown_categories = [c for c in found if c not in set(categories)]
+    if unknown_categories:
+        hint = ""
+        if categories and {c + 1 for c in found} <= set(categories):
+            hint = (
+                " They look 0-based (contiguous class indices): write the dataset's category ids (Detectron2's "
+                "thing_dataset_id_to_contiguous_id, reversed), e.g. index + 1 here."
+            )
+        raise InputError(
+            f"{path}: category ids {', '.join(map(str, unknown_categories[:8]))} are not categories of the ground "
+            f"truth (its ids: {', '.join(map(str, categories[:8]))}{', ...' if len(categories) > 8 else ''}).{hint}"
+        )
+
+
+def _per_stage_arrays(path: str) -> Dict[str, np.ndarray]:
+    """The per-stage detections of `path` (an .npz of (N, 7) float arrays, one per stage), read whole and checked."""
+    try:
+        with np.load(path) as stages:
+            arrays = {name: stages[name] for name in stages.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise InputError(
+            f"--per-stage {path} cannot be read as the .npz of our per-stage evaluation ({type(e).__name__}: {e})"
+        ) from e
+    for name, array in arrays.items():
+        if array.dtype == object or (array.size and (array.ndim != 2 or array.shape[1] != 7)):
+            raise InputError(
+                f"--per-stage {path}: {name!r} is a {array.dtype} array of shape {array.shape}, not (N, 7) rows of "
+                "(image_id, x, y, w, h, score, category_id)"
+            )
+    return arrays
 
 
 def _with_image_numbers(gt_dataset: dict, results: List[dict], path: str) -> Tuple[dict, List[dict]]:
@@ -216,27 +276,29 @@ def main(argv=None) -> Dict:
     parser.add_argument("--output", default="", help="folder to write into (default: a new one beside RESULTS)")
     parser.add_argument("--backend", default="faster-coco-eval", choices=BACKENDS)
     add_debug_argument(parser)
-    parser.add_argument("--score-threshold", type=float, default=0.3, help="for the confusion matrix")
+    parser.add_argument("--score-threshold", type=probability, default=0.3, help="for the confusion matrix")
     args = parser.parse_args(argv)
     for path in (args.gt, args.results, args.per_stage):
         if path and not os.path.isfile(path):
             parser.error(f"{path} does not exist")
-    if not 0 <= args.score_threshold <= 1:
-        parser.error(f"--score-threshold {args.score_threshold}: expected a score between 0 and 1")
     output = args.output or next_free_path(os.path.dirname(os.path.abspath(args.results)), "evaluation_{}")
     if os.path.exists(os.path.join(output, "metrics.json")):
         parser.error(f"{output} already holds an evaluation (metrics.json): choose another --output")
 
-    with open(args.gt) as f:
-        gt_dataset = json.load(f)
-    with open(args.results) as f:
-        results = json.load(f)
+    # Everything is read and checked before anything is written.
+    gt_dataset = _read_json(args.gt, "ground truth")
+    if not isinstance(gt_dataset, dict) or not isinstance(gt_dataset.get("images"), list):
+        raise InputError(f"{args.gt} is not a COCO ground-truth file (no 'images' list at its top level)")
+    results = _read_json(args.results, "results")
     if not isinstance(results, list):
         results_array(results, args.results)  # the error that says what the file should hold
     gt_dataset, results = _with_image_numbers(gt_dataset, results, args.results)
-    detections = results_array(results, args.results)  # checked before anything is written
+    detections = results_array(results, args.results)
     if not len(detections):
         parser.error(f"{args.results} holds no detections")
+    check_results(gt_dataset, detections, args.results)
+    stages = _per_stage_arrays(args.per_stage) if args.per_stage else {}
+    check_writable(output, "--output")
     os.makedirs(output, exist_ok=True)
     gt = load_gt(gt_dataset, args.backend)
     stats, coco_eval = evaluate_boxes(gt, detections, args.backend)
@@ -256,8 +318,7 @@ def main(argv=None) -> Dict:
     counts, names = confusion_matrix(gt_dataset, detections, args.score_threshold)
     written.append(plot_confusion_matrix(counts, names, output, args.score_threshold))
     if args.per_stage:
-        stages = np.load(args.per_stage)
-        results = {name: box_ap(gt, stages[name], args.backend) for name in sorted(stages.files) if name != "ensemble"}
+        results = {name: box_ap(gt, stages[name], args.backend) for name in sorted(stages) if name != "ensemble"}
         results["ensemble"] = box_ap(gt, detections, args.backend)
         print("Per-stage box AP (columns: AP at each IoU threshold):")
         print(stage_ap_table(results))

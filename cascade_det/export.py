@@ -53,6 +53,7 @@ from detectron2.export.torchscript_patch import patch_builtin_len
 from .engine.args import config_tool_parser, register_datasets, tool_logging
 from .errors import exit_on_user_error
 from .modeling.speed import plain_convolutions
+from .outputs import check_writable
 from .tracing import quiet_tracing
 from .weights import MODEL_METADATA_KEY, atomic_write
 
@@ -200,6 +201,7 @@ def main(argv: Sequence[str] = None) -> List[str]:
         parser.error("--format onnx needs the onnx and onnxruntime packages: pip install 'cascade_det[deploy]'")
     if not os.path.isfile(args.sample_image):
         parser.error(f"--sample-image {args.sample_image} does not exist")
+    check_writable(args.output, "--output")
     target = os.path.join(args.output, "model.ts" if args.format == "torchscript" else "model.onnx")
     if os.path.exists(target):
         parser.error(f"{target} exists; not overwriting it (choose another --output)")

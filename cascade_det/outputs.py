@@ -1,14 +1,16 @@
 """Files the tools write: never over an existing file, and whole or not at all."""
 
+import errno
 import os
+import tempfile
 
 import cv2
 import numpy as np
 
-from .errors import OutputExistsError, UnreadableFileError
+from .errors import OutputExistsError, OutputPathError, UnreadableFileError
 from .weights import atomic_write
 
-__all__ = ["next_free_path", "refuse_existing", "write_png"]
+__all__ = ["check_writable", "next_free_path", "refuse_existing", "write_png"]
 
 
 def refuse_existing(target: str) -> None:
@@ -34,3 +36,25 @@ def next_free_path(folder: str, pattern: str) -> str:
     while os.path.exists(os.path.join(folder, pattern.format(k))):
         k += 1
     return os.path.join(folder, pattern.format(k))
+
+
+def check_writable(folder: str, key: str) -> None:
+    """`folder` (made later if it does not exist) can hold this run's files: it is not a file, and it (or the nearest
+    folder above it that exists) can be written by this user. Probed with a temporary file that is removed at once,
+    so a read-only mount is found too."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise OutputPathError(f"{key}={folder} is a file, not a folder: set another output dir ({key}=...)")
+    probe = os.path.abspath(folder)
+    while not os.path.isdir(probe):
+        parent = os.path.dirname(probe)
+        if os.path.exists(probe) or parent == probe:  # a file on the way down
+            raise OutputPathError(f"{key}={folder}: {probe} is a file, so the folder cannot be made there")
+        probe = parent
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as e:
+        reason = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        raise OutputPathError(
+            f"{key}={folder}: cannot write into {probe} ({reason}): choose a folder you can write ({key}=...)"
+        ) from e

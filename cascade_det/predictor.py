@@ -8,7 +8,10 @@
     predictor.as_dict(instances)                             # boxes, scores, classes, class names (and masks) as numpy
 
 Works with a LazyConfig `.py` and a yacs `.yaml` alike. Images are paths, or arrays (H, W, 3) uint8 in BGR order
-(OpenCV's; say `image_format="RGB"` for RGB arrays), or lists of them; the config's test-time resize and the model's
+(OpenCV's; say `image_format="RGB"` for RGB arrays), or lists of them. Grayscale (H, W) / (H, W, 1) and BGRA
+(H, W, 4) arrays, 16-bit arrays (as OpenCV's IMREAD_UNCHANGED gives them) and float arrays of 0..255 values are
+converted; bool arrays, float arrays of 0..1 values, arrays with NaN or infinity, and empty ones are refused with
+what is expected (`as_uint8_image`); the config's test-time resize and the model's
 input format are applied as in evaluation; detections come back in each image's own pixels.
 """
 
@@ -31,9 +34,51 @@ from .errors import InputError, MissingFileError
 from .modeling import CascadeRCNNROIHeads, split_stage_detections
 from .weights import model_metadata_of
 
-__all__ = ["Predictor"]
+__all__ = ["Predictor", "as_uint8_image"]
 
 Image = Union[str, os.PathLike, np.ndarray]
+
+
+def as_uint8_image(image) -> np.ndarray:
+    """`image` as an (H, W, 3) uint8 array of 0..255 values, channels as given; anything that is not a picture in
+    that sense is an InputError saying what is expected."""
+    expects = "an image array (H, W, 3) of uint8 values 0..255 (as cv2.imread gives it), or a path"
+    if image is None:
+        raise InputError(
+            f"Predictor: the image is None (cv2.imread returns None for a file it cannot read): expected {expects}"
+        )
+    array = np.asarray(image)
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise InputError(f"Predictor: the image is an array of {array.dtype}: expected {expects}")
+    if array.size == 0:
+        raise InputError(f"Predictor: the image is empty (shape {array.shape}): expected {expects}")
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+        raise InputError(f"Predictor: the image has shape {array.shape}: expected {expects}")
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)  # grayscale
+    elif array.shape[2] == 4:
+        array = array[:, :, :3]  # alpha dropped, as cv2.imread(IMREAD_COLOR) does
+    if array.dtype == bool:
+        raise InputError(f"Predictor: the image is a bool array (a mask?): expected {expects}")
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.uint16:
+        return (array >> 8).astype(np.uint8)  # OpenCV's reading of a 16-bit image as 8-bit
+    if not np.isfinite(array).all():
+        raise InputError(f"Predictor: the image holds NaN or infinite values: expected {expects}")
+    low, high = float(array.min()), float(array.max())
+    if np.issubdtype(array.dtype, np.floating) and high <= 1.0 and high > 0:
+        raise InputError(
+            f"Predictor: the image is a {array.dtype} array of values in [{low:g}, {high:g}], which looks like a 0..1 "
+            f"scale: expected 0..255. Pass (image * 255).round().astype(np.uint8)."
+        )
+    if low < 0 or high > 255:
+        raise InputError(
+            f"Predictor: the image is a {array.dtype} array of values in [{low:g}, {high:g}]: expected {expects}"
+        )
+    return np.round(array).astype(np.uint8)
 
 
 class Predictor:
@@ -126,9 +171,7 @@ class Predictor:
                 raise MissingFileError(f"Predictor: image {image} does not exist")
             array = utils.read_image(str(image), format=self.input_format)
         else:
-            array = np.asarray(image)
-            if array.ndim != 3 or array.shape[2] != 3:
-                raise InputError(f"Predictor: expected an image array (H, W, 3), got shape {array.shape}")
+            array = as_uint8_image(image)
             if image_format.upper() not in ("BGR", "RGB"):
                 raise InputError(f"image_format={image_format!r}: expected 'BGR' or 'RGB'")
             if image_format.upper() != self.input_format:

@@ -10,9 +10,12 @@ A `.pth` or `.pkl` file is a pickle, and unpickling can execute arbitrary code. 
 What a model is (its class names, number of classes, input format, test-time resize) travels with its weights under
 `MODEL_METADATA_KEY`: an entry of plain values in a `.pth` checkpoint, a JSON string in a `.safetensors` file's
 header; `model_metadata_of` reads it back from a loaded checkpoint.
-Anything else in a pickle is refused with `UnsafeCheckpointError`, whose message names the file and the flag that
-allows it (`train.allow_unsafe_pickle=True` / `MODEL.ALLOW_UNSAFE_PICKLE True`), for trusted files only. A file that
-is missing, empty, truncated or not a checkpoint is a `WeightsFileError` (or FileNotFoundError) naming it.
+Anything else in a pickle is refused with `UnsafeCheckpointError`, whose message names the file, says "unsafe" and
+names the flag that allows it (`train.allow_unsafe_pickle=True` / `MODEL.ALLOW_UNSAFE_PICKLE True`, or the
+environment's `CASCADE_DET_ALLOW_UNSAFE_PICKLE=1`, which also reaches Detectron2's own checkpointer), for trusted
+files only. After `import cascade_det`, Detectron2's and fvcore's checkpointers read through `load_weights_file` too
+(`cascade_det.safe_loading`). A file that is missing, empty, truncated or not a checkpoint is a `WeightsFileError`
+(or FileNotFoundError) naming it; a URL is refused: nothing is downloaded.
 """
 
 import contextlib
@@ -21,6 +24,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from typing import Dict, Mapping, Optional
@@ -40,7 +44,9 @@ __all__ = [
     "load_weights_file",
     "MODEL_METADATA_KEY",
     "model_metadata_of",
+    "restricted_pickle_load",
     "save_safetensors",
+    "unsafe_pickle_allowed_by_environment",
 ]
 
 # The checkpoint entry (and .safetensors / ONNX metadata key) under which a model's own description is stored.
@@ -49,7 +55,17 @@ MODEL_METADATA_KEY = "cascade_det_model"
 logger = logging.getLogger(__name__)
 
 _UNSAFE = run_options()["allow_unsafe_pickle"]
-UNSAFE_FLAG = f"{_UNSAFE.lazy}=True (LazyConfig) or {_UNSAFE.yacs} True (yacs)"
+# The environment's opt-in: the one a loader without a config (Detectron2's DefaultPredictor) can read.
+UNSAFE_ENV = "CASCADE_DET_ALLOW_UNSAFE_PICKLE"
+UNSAFE_FLAG = (
+    f"{_UNSAFE.lazy}=True (LazyConfig), {_UNSAFE.yacs} True (yacs) or {UNSAFE_ENV}=1 (environment; also for "
+    "Detectron2's own checkpointer)"
+)
+
+
+def unsafe_pickle_allowed_by_environment() -> bool:
+    """Whether the environment opts in to arbitrary unpickling (`CASCADE_DET_ALLOW_UNSAFE_PICKLE=1`)."""
+    return os.environ.get(UNSAFE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 class UnsafeCheckpointError(Error, pickle.UnpicklingError):
@@ -63,9 +79,16 @@ class WeightsFileError(Error, ValueError):
 def check_weights_file(path: str, key: Optional[str] = None) -> None:
     """The one check that a local weights file exists (nothing is ever downloaded). `key` is the config key that
     named it (e.g. "train.init_checkpoint"), for the message."""
-    if "://" in path or os.path.isfile(path):
-        return
     where = f"{key}={path}" if key else path
+    if "://" in path:
+        raise MissingFileError(
+            f"{where} is a URL: cascade_det never downloads anything. Download the file yourself (from a source you "
+            "trust), then give its local path."
+        )
+    if os.path.isfile(path):
+        return
+    if os.path.isdir(path):
+        raise MissingFileError(f"{where} is a folder, not a weights file: give the checkpoint file inside it")
     raise MissingFileError(
         f"{where} does not exist. Weights are read from local files only: put the file on this machine and give "
         "its path: an ImageNet backbone (torchvision's resnet50-0676ba61.pth for the MMDetection-recipe configs, "
@@ -79,6 +102,7 @@ def load_weights_file(path: str, *, allow_unsafe_pickle: bool = False) -> Dict:
     ("iteration", "optimizer", "__author__", ...). Raises FileNotFoundError, WeightsFileError or
     UnsafeCheckpointError, each naming `path`."""
     check_weights_file(path)
+    allow_unsafe_pickle = allow_unsafe_pickle or unsafe_pickle_allowed_by_environment()
     if os.path.getsize(path) == 0:
         raise WeightsFileError(f"{path} is empty (0 bytes): an interrupted copy or save? Use another checkpoint.")
     if path.endswith(".safetensors"):
@@ -106,8 +130,9 @@ def load_weights_file(path: str, *, allow_unsafe_pickle: bool = False) -> Dict:
     except (UnsafeCheckpointError, FileNotFoundError):
         raise
     except (EOFError, pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, ValueError, OSError) as e:
-        if isinstance(e, pickle.UnpicklingError) and not allow_unsafe_pickle and "Unsupported global" in str(e):
-            raise _refuse(path, _unpickler_detail(str(e))) from e  # a reference to code, not a broken file
+        reference = _refused_reference(str(e)) if isinstance(e, pickle.UnpicklingError) else None
+        if reference and not allow_unsafe_pickle:
+            raise _refuse(path, reference) from e  # a reference to code, not a broken file
         raise _unreadable(path, e) from e
     if not isinstance(loaded, Mapping):
         raise WeightsFileError(
@@ -248,15 +273,34 @@ class _WeightsUnpickler(pickle.Unpickler):
         raise _refuse(self._path, f"a reference to {module}.{name}")
 
 
+def restricted_pickle_load(file, path: str):
+    """Unpickle `file` (a binary file object) building only numpy arrays, numbers, strings and containers; a
+    reference to anything else is an UnsafeCheckpointError naming `path`."""
+    return _WeightsUnpickler(file, path).load()
+
+
 def _read_pkl(path: str, allow_unsafe_pickle: bool):
     with open(path, "rb") as f:
         data = f.read()
     if allow_unsafe_pickle:
         return pickle.loads(data, encoding="latin1")
-    return _WeightsUnpickler(io.BytesIO(data), path).load()
+    return restricted_pickle_load(io.BytesIO(data), path)
 
 
 def _read_pth(path: str, allow_unsafe_pickle: bool):
+    if not allow_unsafe_pickle and not zipfile.is_zipfile(path):
+        # Not torch's zip format: a plain pickle (or torch's legacy format), which torch's weights-only reader
+        # cannot tell from a broken file. Ours builds only arrays and containers and names what it refuses.
+        try:
+            loaded = _read_pkl(path, allow_unsafe_pickle=False)
+        except (UnsafeCheckpointError, EOFError):  # refused, or a truncated pickle
+            raise
+        except Exception as e:  # noqa: BLE001 (torch's legacy format, or a broken file: torch's reader decides)
+            if "truncated" in str(e):
+                raise
+            loaded = None
+        if isinstance(loaded, Mapping):  # (torch's legacy format starts with a pickled magic number)
+            return loaded
     with open(path, "rb") as f, torch.serialization.safe_globals(_TRAINING_METADATA):
         return torch.load(f, map_location="cpu", weights_only=not allow_unsafe_pickle)
 
@@ -276,25 +320,39 @@ def _detectron2_pkl_layout(data, path: str) -> dict:
 
 def _refuse(path: str, detail: str) -> UnsafeCheckpointError:
     return UnsafeCheckpointError(
-        f"Refusing to load {path}: it contains pickled Python objects beyond weights ({detail}), and unpickling "
-        f"them could execute code. If you trust this file, set {UNSAFE_FLAG}; or convert it once, in a trusted "
-        "environment, to .safetensors (python -m cascade_det.convert to-safetensors IN OUT --allow-unsafe-pickle)."
+        f"Refusing to load {path}: unsafe: it contains pickled Python objects beyond weights ({detail}), and "
+        f"unpickling them could execute code. If you trust this file, set {UNSAFE_FLAG}; or convert it once, in a "
+        "trusted environment, to .safetensors (python -m cascade_det.convert to-safetensors IN OUT "
+        "--allow-unsafe-pickle)."
     )
 
 
 def _unreadable(path: str, error: Exception) -> WeightsFileError:
-    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    # torch's weights-only errors start with generic advice; what went wrong follows "WeightsUnpickler error:"
+    marker = next((i for i, line in enumerate(lines) if "WeightsUnpickler error:" in line), None)
+    if marker is not None:
+        rest = lines[marker].split("WeightsUnpickler error:", 1)[1].strip()
+        lines = [line for line in [rest, *lines[marker + 1 :]] if line]
+    detail = lines[0] if lines else type(error).__name__
     return WeightsFileError(
         f"{path} cannot be read as a weights file ({type(error).__name__}: {detail}): it is truncated (an "
         "interrupted copy or save) or not a checkpoint. Use an intact copy."
     )
 
 
-def _unpickler_detail(message: str) -> str:
-    """The line of torch's weights-only error that says what was refused (it wraps it in generic advice)."""
-    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    for i, line in enumerate(lines):
-        if line.startswith("WeightsUnpickler error:"):
-            rest = line[len("WeightsUnpickler error:") :].strip()
-            return rest or (lines[i + 1] if i + 1 < len(lines) else line)
-    return lines[0] if lines else "unreadable pickle"
+_GLOBAL_REFERENCE = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _refused_reference(message: str) -> Optional[str]:
+    """What torch's weights-only reader refused, when its error is a refusal of code (a reference to a global such
+    as posix.system) rather than a broken file; None otherwise."""
+    if "Weights only load failed" not in message and "WeightsUnpickler" not in message:
+        return None
+    found = _GLOBAL_REFERENCE.search(message)
+    if found:
+        return f"a reference to {found.group(1)}"
+    if "reduce" in message.lower() or "blocked" in message:
+        lines = [line.strip() for line in message.splitlines() if "reduce" in line.lower() or "blocked" in line]
+        return lines[0] if lines else "a call the weights-only reader refused"
+    return None

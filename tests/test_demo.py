@@ -49,12 +49,17 @@ def test_a_folder_gives_one_drawing_per_image_and_an_existing_one_is_never_overw
     assert (out / "a.png").read_bytes() == before
 
 
-def test_a_video_is_drawn_frame_by_frame_into_an_mp4(quickstart_weights, shapes_image, tmp_path):
-    clip = str(tmp_path / "clip.mp4")
-    writer = cv2.VideoWriter(clip, cv2.VideoWriter_fourcc(*"mp4v"), 5, (128, 128))
-    for shift in range(3):
-        writer.write(np.roll(cv2.imread(shapes_image), 8 * shift, axis=1))
+def write_clip(path: str, image_path: str, frames: int, fourcc: str = "mp4v", step: int = 8) -> str:
+    """A video of `frames` frames of the image at `image_path` (128 x 128), shifted by `step` pixels each."""
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), 5, (128, 128))
+    for shift in range(frames):
+        writer.write(np.roll(cv2.imread(image_path), step * shift, axis=1))
     writer.release()
+    return path
+
+
+def test_a_video_is_drawn_frame_by_frame_into_an_mp4(quickstart_weights, shapes_image, tmp_path):
+    clip = write_clip(str(tmp_path / "clip.mp4"), shapes_image, 3)
     (target,) = demo(quickstart_weights, "--input", clip, "--output", str(tmp_path / "out"), "--per-stage")
     capture = cv2.VideoCapture(target)
     frames = []

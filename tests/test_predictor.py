@@ -87,8 +87,8 @@ def test_score_thresh_keeps_only_detections_scoring_at_least_that(quickstart_wei
 def test_bad_inputs_are_refused_with_the_thing_to_fix(predictor, tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.jpg"):
         predictor(str(tmp_path / "nowhere.jpg"))
-    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
-        predictor(np.zeros((32, 32), np.uint8))
+    with pytest.raises(ValueError, match=r"has shape \(32, 32, 2\): expected an image array \(H, W, 3\)"):
+        predictor(np.zeros((32, 32, 2), np.uint8))
     with pytest.raises(ValueError, match="image_format"):
         predictor(np.zeros((32, 32, 3), np.uint8), image_format="YUV")
     with pytest.raises(ValueError, match="train.init_checkpoint"):

@@ -1,11 +1,14 @@
-"""Data: the embedded shapes dataset (registered on import), dataset checks, and the resumable training loader."""
+"""Data: the embedded shapes dataset (registered on import), dataset checks, the resumable training loader, and
+image decoding as the eye sees it (`images`, applied to Detectron2's reader on import)."""
 
 from .checks import DatasetError, check_datasets
 from .datasets import EMBEDDED_DATASETS, embedded_root, ensure_embedded_split, register_embedded_datasets
+from .images import patch_detectron2_reader, to_8bit
 from .loader import ResumableTrainLoader, SampleReadError, build_train_loader, mapped_with_file_errors
 from .shapes import SHAPE_CLASSES
 
 register_embedded_datasets()
+patch_detectron2_reader()  # 16-bit and float images read as OpenCV reads them, not clipped to white
 
 __all__ = [
     "EMBEDDED_DATASETS",
@@ -18,5 +21,7 @@ __all__ = [
     "embedded_root",
     "ensure_embedded_split",
     "mapped_with_file_errors",
+    "patch_detectron2_reader",
     "register_embedded_datasets",
+    "to_8bit",
 ]

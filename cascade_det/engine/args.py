@@ -3,6 +3,7 @@
 
 import argparse
 import logging
+import math
 import sys
 
 from detectron2.engine import default_argument_parser
@@ -31,6 +32,36 @@ and select it in the config:
 Flags go before the config overrides (key=value for .py configs, KEY VALUE pairs for .yaml ones).
 Under torchrun or srun (more than one task) each process is one rank: --num-gpus is not used.
 """
+
+
+def probability(text: str) -> float:
+    """argparse type: a finite number in [0, 1] (a score threshold)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number: expected a score between 0 and 1") from None
+    if not math.isfinite(value) or not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text}: expected a score between 0 and 1")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer: expected 0 or more") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text}: expected 0 or more")
+    return value
+
+
+def image_size(text: str) -> str:
+    """argparse type: HxW (two positive integers, e.g. 800x1333), or "" for the default; returned as given."""
+    parts = text.lower().split("x")
+    if text and (len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts)):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HxW, two positive integers such as 800x1333")
+    return text
 
 
 def add_register_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -89,7 +120,7 @@ def argument_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--show-score-thr",
-        type=float,
+        type=probability,
         default=0.3,
         metavar="S",
         help="with --show-dir: draw the detections scoring at least S (default 0.3, as MMDetection's)",

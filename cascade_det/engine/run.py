@@ -63,6 +63,7 @@ class RunSettings:
     test_datasets: Tuple[str, ...]
     per_stage_eval: bool
     final_eval: bool
+    skip_unreadable_test_images: bool
     eval_backend: str
     allow_unsafe_pickle: bool
     allow_partial_checkpoint: bool
@@ -213,7 +214,7 @@ class Run:
         return self.style.build_train_mapper(self.cfg)
 
     def build_test_loader(self, dataset_name: str):
-        return self.style.build_test_loader(self.cfg, dataset_name)
+        return self.style.build_test_loader(self.cfg, dataset_name, self.settings.skip_unreadable_test_images)
 
     def test_preprocessing(self):
         """(the model's input format, the test-time augmentations) as evaluation applies them to an image."""

@@ -23,16 +23,25 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
 from ..checkpoint import run_checkpoints
-from ..config import add_cascade_config
+from ..config import add_cascade_config, option
 from ..data import check_datasets
 from ..errors import ConfigKeyError, MissingFileError
 from ..outputs import next_free_path
-from ..weights import check_weights_file
+from ..weights import check_weights_file, load_weights_file
 from .args import register_datasets
 from .determinism import choose_seed
 from .launch import how_joined
+from .resume_checks import check_resume
 from .run import ConfigValueError, Run
-from .run_dir import OutputDirError, check_training_dir, next_eval_dir
+from .run_dir import (
+    OutputDirError,
+    check_training_dir,
+    check_writable,
+    lock_output_dir,
+    make_eval_dir,
+    next_eval_dir,
+    remove_stale_temporary_files,
+)
 
 __all__ = ["RunPlan", "apply_lazy_overrides", "check_run", "load_config", "setup"]
 
@@ -115,13 +124,37 @@ class RunPlan:
     show_score_threshold: float = 0.3
 
 
+def _check_weights_readable(run: Run) -> None:
+    """The configured weights file exists, is local, and reads safely as a checkpoint (the whole file is read, as the
+    load will read it): a missing, empty, truncated or unsafe file is refused before the output dir is touched."""
+    path, key = run.settings.weights, run.key("weights")
+    check_weights_file(path, key)
+    load_weights_file(path, allow_unsafe_pickle=run.settings.allow_unsafe_pickle)
+
+
+def _check_split(run: Run, split: str, notes: List[str]) -> List[str]:
+    """`check_datasets` of the run's "training" or "test" datasets, with the option that skips their unreadable
+    images (its key named in the message; when it is on, an unreadable sample image is a note)."""
+    if split == "training":
+        names, key = run.settings.train_datasets, run.key("train_datasets")
+        skip = option("DATALOADER.SKIP_UNREADABLE_IMAGES")
+        skip_key, skipping, what = run.style.key(skip), run.style.read(run.cfg, skip) is True, "to skip them"
+    else:
+        names, key = run.settings.test_datasets, run.key("test_datasets")
+        skip_key, skipping = run.key("skip_unreadable_test_images"), run.settings.skip_unreadable_test_images
+        what = "to evaluate them as blank"
+    hint = f"set {skip_key}=True {what}"
+    return check_datasets(names, split=split, key=key, notes=notes, skip_hint=hint, skip_unreadable=skipping)
+
+
 def check_run(run: Run, *, eval_only: bool, resume: bool) -> RunPlan:
-    """Every check that can refuse the run, before anything is written: output dir, weights file, datasets,
-    number of classes, per-stage evaluation. Returns the plan; the number of classes is filled in from the datasets'
-    categories where the config leaves it unset."""
+    """Every check that can refuse the run, before anything is written: output dir, weights file (read safely),
+    what --resume would continue, datasets, number of classes, per-stage evaluation. Returns the plan; the number
+    of classes is filled in from the datasets' categories where the config leaves it unset."""
     s = run.settings
     notes: List[str] = []
     resuming = False
+    check_writable(s.output_dir, run.key("output_dir"))
     if eval_only:
         if not s.weights and not (resume and run_checkpoints(s.output_dir)):
             raise ConfigValueError(
@@ -129,19 +162,19 @@ def check_run(run: Run, *, eval_only: bool, resume: bool) -> RunPlan:
                 f"checkpoint of the output dir {s.output_dir}, which holds none now)"
             )
         if s.weights and not resume:
-            check_weights_file(s.weights, run.key("weights"))
+            _check_weights_readable(run)
     else:
         resuming = check_training_dir(s.output_dir, resume, run.key("output_dir"))
         if resume and not resuming:
             notes.append(f"--resume: nothing to resume in {s.output_dir} (no checkpoint): starting a new run")
         if s.weights and not resuming:
-            check_weights_file(s.weights, run.key("weights"))
+            _check_weights_readable(run)
     classes = []
     if not eval_only and not s.train_datasets:
         raise ConfigValueError(f"{run.key('train_datasets')} is empty: name the registered training dataset(s)")
     if not eval_only:
-        classes = check_datasets(s.train_datasets, split="training", key=run.key("train_datasets"))
-    test_classes = check_datasets(s.test_datasets, split="test", key=run.key("test_datasets"))
+        classes = _check_split(run, "training", notes)
+    test_classes = _check_split(run, "test", notes)
     if classes and test_classes and classes != test_classes:
         raise ConfigValueError(
             f"The training datasets ({run.key('train_datasets')}) have the categories {_names(classes)}, the test "
@@ -149,6 +182,9 @@ def check_run(run: Run, *, eval_only: bool, resume: bool) -> RunPlan:
         )
     run = _with_num_classes(run, classes or test_classes)
     run.check_per_stage_eval()
+    if resuming:  # with the number of classes filled in: the model it builds is the one that will train
+        point = check_resume(run)
+        notes.extend(point.notes if point else ())
     eval_dir = next_eval_dir(s.output_dir) if eval_only else ""
     return RunPlan(run, eval_only, resume, resuming, eval_dir, run.notes + tuple(notes))
 
@@ -201,16 +237,21 @@ def setup(args) -> RunPlan:
     comm.synchronize()  # every process has passed its checks; nothing was written before this point
 
     output_dir = plan.run.settings.output_dir
+    removed: List[str] = []
     if eval_only:
-        # One folder name for every process, chosen before any of them creates it.
-        plan = dataclasses.replace(plan, eval_dir=comm.all_gather(plan.eval_dir)[0])
+        # One folder for every process, taken by the main process (an exclusive mkdir) before any other writes.
+        eval_dir = make_eval_dir(output_dir) if comm.is_main_process() else ""
+        plan = dataclasses.replace(plan, eval_dir=comm.all_gather(eval_dir)[0])
         folder, config_name = plan.eval_dir, "config.yaml"
     else:
         folder, config_name = output_dir, "config.yaml"
+        if comm.is_main_process():
+            os.makedirs(folder, exist_ok=True)
+            lock_output_dir(folder)  # one training run at a time here; then look again, under the lock
+            check_training_dir(folder, plan.resume, plan.run.key("output_dir"))
+            removed = remove_stale_temporary_files(folder)
         if plan.resuming and os.path.exists(os.path.join(folder, config_name)):
             config_name = os.path.basename(next_free_path(folder, "config_resume_{}.yaml"))
-    if comm.is_main_process():
-        os.makedirs(folder, exist_ok=True)
     comm.synchronize()
     _setup_logging(folder)
     logger.info("Rank of current process: %d. World size: %d", comm.get_rank(), comm.get_world_size())
@@ -220,6 +261,8 @@ def setup(args) -> RunPlan:
     logger.info("Command line arguments: %s", args)
     for note in plan.notes:
         logger.warning(note)
+    if removed:
+        logger.warning("Removed temporary files an interrupted save left in %s: %s", folder, ", ".join(removed))
     seed = choose_seed(plan.run.settings.seed)
     run = plan.run.replace(seed=seed) if seed != plan.run.settings.seed else plan.run  # saved with the config
     plan = dataclasses.replace(plan, run=run)

@@ -9,6 +9,7 @@ is filled in on a copy of that node.
 
 import copy
 import inspect
+import logging
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -24,23 +25,41 @@ from detectron2.modeling import build_model
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY
 from detectron2.solver import LRMultiplier, build_lr_scheduler, build_optimizer
 
-from ..config import CASCADE_HEAD, Option, get_dotted, set_dotted
+from ..config import CASCADE_HEAD, Option, get_dotted, run_options, set_dotted
 from ..config import option as option_of
-from ..data import build_train_loader, mapped_with_file_errors
+from ..data import SampleReadError, build_train_loader, mapped_with_file_errors
 
 __all__ = ["LAZY", "MISSING", "YACS", "style_of"]
 
 MISSING = object()  # what `read` returns for a key the config does not have
 
+logger = logging.getLogger("cascade_det")
+_SKIP_TEST = run_options()["skip_unreadable_test_images"]
+_SKIP_TEST_HINT = f"{_SKIP_TEST.lazy}=True (LazyConfig) or {_SKIP_TEST.yacs} True (yacs) to evaluate it as blank"
+
 
 class _NamedErrorsMapper:
-    """A dataset mapper whose errors name the sample's file and the dataset split (`what`)."""
+    """A test-set mapper whose errors name the sample's file and the dataset split (`what`); with `skip_unreadable`,
+    an image that cannot be read is evaluated as an image without detections (a blank input at its size; logged and
+    counted: its objects count as missed) instead of stopping the evaluation."""
 
-    def __init__(self, mapper: Callable, what: str):
-        self.mapper, self.what = mapper, what
+    def __init__(self, mapper: Callable, what: str, skip_unreadable: bool = False):
+        self.mapper, self.what, self.skip_unreadable = mapper, what, skip_unreadable
+        self.skipped = 0
 
     def __call__(self, dataset_dict: Dict):
-        return mapped_with_file_errors(self.mapper, dataset_dict, self.what)
+        try:
+            return mapped_with_file_errors(self.mapper, dataset_dict, self.what)
+        except SampleReadError as e:
+            if not self.skip_unreadable:
+                raise SampleReadError(f"{e}. Fix or remove it, or set {_SKIP_TEST_HINT}.") from e.__cause__
+            self.skipped += 1
+            logger.warning("Evaluating an unreadable test image as blank (%d so far): %s", self.skipped, e)
+            blank = {k: v for k, v in dataset_dict.items() if k != "annotations"}
+            blank["image"] = torch.zeros((3, 32, 32), dtype=torch.uint8)  # no object to find; rescaled to its size
+            blank.setdefault("height", 32)
+            blank.setdefault("width", 32)
+            return blank
 
 
 def _takes(target, argument: str) -> bool:
@@ -133,10 +152,11 @@ class _Lazy:
         return instantiate(cfg.dataloader.train.mapper)
 
     @staticmethod
-    def build_test_loader(cfg: DictConfig, dataset_name: str):
+    def build_test_loader(cfg: DictConfig, dataset_name: str, skip_unreadable: bool = False):
         loader = copy.deepcopy(cfg.dataloader.test)
         loader.dataset.names = dataset_name
-        loader.mapper = _NamedErrorsMapper(instantiate(loader.mapper), f"the test set {dataset_name!r}")
+        what = f"the test set {dataset_name!r}"
+        loader.mapper = _NamedErrorsMapper(instantiate(loader.mapper), what, skip_unreadable)
         return instantiate(loader)
 
     @staticmethod
@@ -232,8 +252,8 @@ class _Yacs:
         return DatasetMapper(cfg, True)
 
     @staticmethod
-    def build_test_loader(cfg: CfgNode, dataset_name: str):
-        mapper = _NamedErrorsMapper(DatasetMapper(cfg, False), f"the test set {dataset_name!r}")
+    def build_test_loader(cfg: CfgNode, dataset_name: str, skip_unreadable: bool = False):
+        mapper = _NamedErrorsMapper(DatasetMapper(cfg, False), f"the test set {dataset_name!r}", skip_unreadable)
         return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
 
     @staticmethod

@@ -8,6 +8,7 @@ What it adds to `DefaultTrainer`: safe and atomic checkpoints (`SafeDetectionChe
 earlier evaluation's (`inference/iter_<N>/`, `inference/eval_<N>/`).
 """
 
+import json
 import logging
 import os
 import re
@@ -27,12 +28,16 @@ from ..checkpoint import SafeDetectionCheckpointer, run_checkpoints
 from ..evaluation import write_eval_metrics
 from ..evaluation.drawing import DrawPredictions
 from ..evaluation.metrics import strict_json_lines
+from ..outputs import next_free_path
+from ..weights import atomic_write
 from .determinism import SeedEachIteration
 from .divergence import GuardedAMPTrainer, GuardedSimpleTrainer
 from .load_checks import check_load_report
 from .model_metadata import run_model_metadata
 from .progress import TrainingProgress, interactive, with_progress
+from .resume_checks import apply_resumed_lr, run_state
 from .run import Run
+from .run_dir import release_output_dir
 from .setup import RunPlan
 
 __all__ = ["CascadeTrainer"]
@@ -72,6 +77,7 @@ class CascadeTrainer(DefaultTrainer):
             model, s.output_dir, allow_unsafe_pickle=s.allow_unsafe_pickle, trainer=weakref.proxy(self)
         )
         self.checkpointer.model_metadata = run_model_metadata(run)  # a checkpoint alone says what it detects
+        self.checkpointer.run_state = run_state(run, optimizer)  # what --resume compares against
         if hasattr(data_loader, "state_dict"):
             self.checkpointer.checkpointables["data_loader"] = data_loader
         else:
@@ -90,10 +96,17 @@ class CascadeTrainer(DefaultTrainer):
         """Resume from the newest intact checkpoint of the output dir (`resume=True` and one exists), else
         initialise from the configured weights, checking what they loaded (`check_load_report`)."""
         weights = self.run.settings.weights
+        optimizer = self._trainer.optimizer
+        configured = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]  # this config's lrs
         self.checkpointer.resume_or_load(weights, resume=resume)
         if self.checkpointer.resumed_from:
             self.start_iter = self.iter + 1
-            logger.info("Resuming at iteration %d", self.start_iter)
+            logger.info("Resuming at iteration %d from %s", self.start_iter, self.checkpointer.resumed_from)
+            note = apply_resumed_lr(optimizer, self.scheduler, configured)  # the checkpoint restored its own lr
+            if note:
+                logger.warning(note)
+            if comm.is_main_process():
+                _set_aside_replayed_metrics(self.run.settings.output_dir, self.start_iter)
         elif weights:
             check_load_report(self.checkpointer.last_load_report, self.run, weights, eval_only=False)
 
@@ -106,13 +119,13 @@ class CascadeTrainer(DefaultTrainer):
             hooks.PreciseBN(s.precise_bn[0], self.model, run.build_train_loader(), s.precise_bn[1])
             if s.precise_bn and hooks.get_bn_modules(self.model)
             else None,
-            hooks.PeriodicCheckpointer(self.checkpointer, s.checkpoint_period, max_to_keep=s.max_to_keep)
+            _PeriodicCheckpointer(self.checkpointer, s.checkpoint_period, max_to_keep=s.max_to_keep)
             if comm.is_main_process()
             else None,
             _EvalHook(s.eval_period, self._evaluate, s.final_eval) if s.eval_period or s.final_eval else None,
             # With test.aug / TEST.AUG: the trained model is also evaluated with TTA, at the end (Detectron2's
             # tools/train_net.py registers the same EvalHook(0, test_with_TTA)).
-            hooks.EvalHook(0, self._evaluate_with_tta) if s.tta else None,
+            _EvalHook(0, self._evaluate_with_tta) if s.tta else None,
             hooks.PeriodicWriter(self.build_writers(), period=s.log_period) if comm.is_main_process() else None,
             TrainingProgress() if interactive() else None,
         ]
@@ -142,7 +155,10 @@ class CascadeTrainer(DefaultTrainer):
     def train(self):
         """Run training; returns the last evaluation's results (None if it never evaluated)."""
         # TrainerBase's loop, as DefaultTrainer.train runs it; that one then reads cfg.TEST.EXPECTED_RESULTS (yacs).
-        TrainerBase.train(self, self.start_iter, self.max_iter)
+        try:
+            TrainerBase.train(self, self.start_iter, self.max_iter)
+        finally:
+            release_output_dir(self.run.settings.output_dir)  # the lock setup took (a no-op where it took none)
         return getattr(self, "_last_eval_results", None)
 
     def _restart_hint(self, iteration: int) -> str:
@@ -273,13 +289,85 @@ def _with_tta_results(results: Dict, tta: Dict) -> Dict:
 
 class _EvalHook(hooks.EvalHook):
     """Detectron2's EvalHook; with `final_eval=False` it does not evaluate after the last iteration (with period
-    0 it then never evaluates: the hook is left out)."""
+    0 it then never evaluates: the hook is left out). Training that stopped with an error is not evaluated at the
+    end (Detectron2's hook would score the unsaved model of a crashed last iteration)."""
 
     def __init__(self, eval_period, eval_function, final_eval: bool = True):
         super().__init__(eval_period, eval_function)
         self._final_eval = final_eval
 
     def after_train(self):
-        if self._final_eval:
+        finished = self.trainer.iter >= self.trainer.max_iter  # TrainerBase.train's mark of a finished loop
+        if self._final_eval and finished:
             return super().after_train()
+        if self._final_eval:
+            logger.warning("Training stopped at iteration %d with an error: no final evaluation", self.trainer.iter)
         del self._func
+
+
+class _PeriodicCheckpointer(hooks.PeriodicCheckpointer):
+    """Detectron2's PeriodicCheckpointer, with two differences:
+    * `max_to_keep` counts every checkpoint of the run, those written before a --resume included (fvcore only
+      counts the ones this process wrote, so a resumed run never prunes the earlier ones);
+    * when the last iteration is also a periodic one, model_final.pth is a hard link to that checkpoint instead of
+      a second copy of the same bytes (falls back to writing it where links are not possible)."""
+
+    def before_train(self):
+        super().before_train()
+        if self.max_to_keep is not None:
+            earlier = [p for p in run_checkpoints(self.checkpointer.save_dir) if not p.endswith("_final.pth")]
+            self.recent_checkpoints = list(reversed(earlier)) + self.recent_checkpoints
+
+    def step(self, iteration, **kwargs):
+        iteration = int(iteration)
+        last = self.max_iter is not None and iteration >= self.max_iter - 1
+        if not (last and (iteration + 1) % self.period == 0):
+            return super().step(iteration, **kwargs)
+        max_iter, self.max_iter = self.max_iter, None  # fvcore's periodic save (and pruning) only
+        try:
+            super().step(iteration, **kwargs)
+        finally:
+            self.max_iter = max_iter
+        if not self.checkpointer.link_checkpoint(f"{self.file_prefix}_{iteration:07d}", f"{self.file_prefix}_final"):
+            self.checkpointer.save(f"{self.file_prefix}_final", iteration=iteration, **kwargs)
+
+
+def _set_aside_replayed_metrics(output_dir: str, start_iter: int) -> None:
+    """A resumed run repeats the iterations after its checkpoint, so their records in metrics.json (written before the
+    interruption) would appear twice: move them to metrics.replayed_<N>.json, and say so."""
+    path = os.path.join(output_dir, "metrics.json")
+    if not os.path.isfile(path):
+        return
+    with open(path, "rb") as f:
+        lines = f.read().splitlines(keepends=True)
+
+    def replayed(line: bytes) -> bool:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return False
+        if not isinstance(record, dict) or not isinstance(record.get("iteration"), int):
+            return False
+        # Training records from start_iter on are written again; an evaluation recorded at start_iter scored the
+        # checkpoint's own model (the run's final evaluation), which stays true.
+        return record["iteration"] > start_iter or (record["iteration"] == start_iter and "total_loss" in record)
+
+    first = next((i for i, line in enumerate(lines) if replayed(line)), None)
+    if first is None:
+        return
+    moved = [line for line in lines[first:] if replayed(line)]
+    side = next_free_path(output_dir, "metrics.replayed_{}.json")
+    with atomic_write(side) as f:
+        f.writelines(moved)
+    kept = [line for line in lines[first:] if not replayed(line)]
+    # In place (the run's JSONWriter already holds the file open for appending): rewrite from the first moved record.
+    with open(path, "r+b") as f:
+        f.seek(sum(len(line) for line in lines[:first]))
+        f.writelines(kept)
+        f.truncate()
+    logger.warning(
+        "metrics.json held %d records of iterations >= %d, which this resumed run repeats: moved to %s",
+        len(moved),
+        start_iter,
+        side,
+    )

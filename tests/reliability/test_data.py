@@ -175,8 +175,20 @@ def _truncated_jpeg_dataset(tmp_path):
     return register(json_file, images), broken
 
 
-def test_an_unreadable_training_image_is_an_error_naming_the_file(tmp_path):
+def test_an_unreadable_training_image_is_an_error_naming_the_file_before_anything_is_written(tmp_path):
     name, broken = _truncated_jpeg_dataset(tmp_path)
+    error = train_on(tmp_path / "out", name, "train.max_iter=6", "dataloader.test.dataset.names=[]")
+    assert isinstance(error, DatasetError)
+    assert re.search(rf"Dataset '{name}': image {re.escape(broken)} cannot be read \(OSError", str(error))
+    assert "dataloader.train.skip_unreadable_images=True" in str(error)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_image_that_breaks_after_the_check_is_an_error_naming_the_file_when_it_is_read(tmp_path, monkeypatch):
+    from cascade_det.data import annotation_checks
+
+    name, broken = _truncated_jpeg_dataset(tmp_path)
+    monkeypatch.setattr(annotation_checks, "_sample", lambda dicts: [])  # a set too large to open every image
     error = train_on(tmp_path / "out", name, "train.max_iter=6", "dataloader.test.dataset.names=[]")
     assert isinstance(error, SampleReadError)
     assert re.search(rf"Cannot read image {re.escape(broken)} \(image_id 2\) of the training set: OSError", str(error))
