@@ -30,10 +30,13 @@ def _allows_unsafe(checkpointer) -> bool:
     own = getattr(checkpointer, "allow_unsafe_pickle", None)
     if own is not None:
         return bool(own)
-    try:  # DefaultTrainer passes itself (a weakref proxy) to its checkpointer
-        return bool(checkpointer.trainer.cfg.MODEL.ALLOW_UNSAFE_PICKLE)
+    if unsafe_pickle_allowed_by_environment():
+        return True
+    trainer = getattr(checkpointer, "checkpointables", {}).get("trainer")  # DefaultTrainer passes itself (a proxy)
+    try:
+        return trainer is not None and trainer.cfg.MODEL.ALLOW_UNSAFE_PICKLE is True
     except (AttributeError, ReferenceError, KeyError, TypeError):
-        return unsafe_pickle_allowed_by_environment()
+        return False
 
 
 def detectron2_load_file(checkpointer, filename: str) -> Dict:

@@ -1,5 +1,6 @@
-"""Shared fixtures. Every test runs on the CPU with 2 threads; the embedded dataset is generated once per session
-into a temporary folder (CASCADE_DET_DATASETS), so tests never touch the user's cache."""
+"""Shared fixtures. Every test runs on the CPU with 2 threads (also in each of pytest-xdist's processes: the
+parity tests' tolerances hold for the sums of 2 threads); the embedded dataset is generated once per session (per
+test process) into a temporary folder (CASCADE_DET_DATASETS), so tests never touch the user's cache."""
 
 import os
 import shutil
@@ -13,7 +14,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The benchmarks' modules (the MMDetection reference models, the parity scripts' configs) import each other as
 # scripts do, by name; the tests that compare with MMDetection import them the same way.
 sys.path.append(os.path.join(ROOT, "benchmarks"))
-torch.set_num_threads(2)
+# The threads of every test and of the runs it starts (the MMDetection parity tests' tolerances are for 2 threads).
+THREADS = 2
+torch.set_num_threads(THREADS)
 # Set before any test module imports cascade_det: the embedded datasets' metadata records this folder.
 DATASETS_DIR = tempfile.mkdtemp(prefix="cascade_det_datasets_")
 os.environ["CASCADE_DET_DATASETS"] = DATASETS_DIR
@@ -109,11 +112,14 @@ def shapes_image() -> str:
 
 
 def run_train_net(*args, **kwargs):
-    """Run train_net.py as a user would; returns the CompletedProcess (stdout+stderr in .stdout)."""
+    """Run train_net.py as a user would; returns the CompletedProcess (stdout+stderr in .stdout). A run of several
+    processes gets a free port (--dist-url auto), so that runs of tests at once never share Detectron2's default."""
+    if "--num-gpus" in args and "--dist-url" not in args:
+        args = ("--dist-url", "auto", *args)
     return run_python(os.path.join(ROOT, "train_net.py"), *args, **kwargs)
 
 
-def run_python(*args, timeout=600, num_threads=2):
+def run_python(*args, timeout=600, num_threads=THREADS):
     """Run `python ARGS` in the repository root as a user would; returns the CompletedProcess (stdout+stderr in
     .stdout)."""
     import subprocess
@@ -130,7 +136,13 @@ def run_python(*args, timeout=600, num_threads=2):
     )
 
 
+# The device the tests marked `device` run on: the CPU here; the device kit (benchmarks/device_kit/run_kit.py) runs
+# them with CASCADE_DET_TEST_DEVICE=cuda on a lent GPU.
+TEST_DEVICE = os.environ.get("CASCADE_DET_TEST_DEVICE", "cpu")
+
+
 def pytest_configure(config):
+    config.addinivalue_line("markers", "device: runs on CASCADE_DET_TEST_DEVICE (the device kit runs these on CUDA)")
     # pycocotools (mask rasterisation, used by Detectron2's polygon masks) on numpy 2: not ours, and harmless.
     config.addinivalue_line(
         "filterwarnings", "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"

@@ -14,6 +14,8 @@ from detectron2.modeling.roi_heads import build_roi_heads
 from detectron2.structures import Boxes, Instances, PolygonMasks
 from detectron2.utils.events import EventStorage
 
+from ..conftest import TEST_DEVICE
+
 STRIDES = {"p2": 4, "p3": 8, "p4": 16, "p5": 32}
 IMAGE_SIZE = (96, 128)
 
@@ -63,7 +65,8 @@ def make_inputs(seed=0, num_images=2, channels=8, num_random=32):
         proposal.proposal_boxes = Boxes(boxes)
         proposal.objectness_logits = torch.randn(len(boxes), generator=g)
         proposals.append(proposal)
-    return features, proposals, targets
+    features = {k: v.to(TEST_DEVICE) for k, v in features.items()}
+    return features, [p.to(TEST_DEVICE) for p in proposals], [t.to(TEST_DEVICE) for t in targets]
 
 
 def build_pair(mask_on):
@@ -71,7 +74,7 @@ def build_pair(mask_on):
     builtin = build_roi_heads(small_cascade_cfg("CascadeROIHeads", mask_on), input_shapes())
     ours = build_roi_heads(small_cascade_cfg(mask_on=mask_on), input_shapes())
     ours.load_state_dict(builtin.state_dict(), strict=True)  # parameter names are the built-in's
-    return builtin, ours
+    return builtin.to(TEST_DEVICE), ours.to(TEST_DEVICE)
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +83,7 @@ def heads_pair():
     return build_pair(mask_on=False)
 
 
+@pytest.mark.device
 def test_cascade_mask_rcnn_equals_builtin_in_training_and_inference():
     builtin, ours = build_pair(mask_on=True)
     builtin_losses, our_losses = run_train(builtin), run_train(ours)
@@ -105,6 +109,7 @@ def run_train(heads, seed=1, **input_kwargs):
     return losses
 
 
+@pytest.mark.device
 def test_training_losses_and_gradients_equal_builtin_cascade(heads_pair):
     builtin, ours = heads_pair
     builtin_losses, our_losses = run_train(builtin), run_train(ours)
@@ -122,6 +127,7 @@ def test_training_losses_and_gradients_equal_builtin_cascade(heads_pair):
         torch.testing.assert_close(p_ours.grad, p_builtin.grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
+@pytest.mark.device
 def test_inference_equals_builtin_cascade(heads_pair):
     builtin, ours = heads_pair
     features, proposals, _ = make_inputs(seed=3)

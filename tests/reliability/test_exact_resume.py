@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from ..conftest import ROOT, run_train_net
+from ..conftest import ROOT, TEST_DEVICE, THREADS, run_train_net
 
 KILL = os.path.join(os.path.dirname(__file__), "kill_at.py")
 # 6 iterations at batch 2 with 2 loader workers, checkpoints after iterations 1, 3 and 5; no evaluation.
@@ -23,10 +23,11 @@ RUN = [
     "train.log_period=1",
     "dataloader.train.total_batch_size=2",
     "dataloader.test.dataset.names=[]",
+    f"train.device={TEST_DEVICE}",
 ]
 
 
-def killed_at(iteration, *args, num_threads=2):
+def killed_at(iteration, *args, num_threads=THREADS):
     env = dict(os.environ, OMP_NUM_THREADS=str(num_threads))
     return subprocess.run(
         [sys.executable, KILL, str(iteration), *args],
@@ -49,11 +50,12 @@ def assert_bitwise_equal(a, b):
     assert not differ, f"{len(differ)} of {len(a)} tensors differ, e.g. {differ[:3]}"
 
 
+@pytest.mark.device
 @pytest.mark.parametrize("processes", [1, 2], ids=["1-process", "2-processes-gloo"])
 def test_sigkill_then_resume_ends_bitwise_equal_to_the_uninterrupted_run(tmp_path, processes):
-    launch = ["--num-gpus", str(processes)] if processes > 1 else []
+    launch = ["--num-gpus", str(processes), "--dist-url", "auto"] if processes > 1 else []
     workers = [f"dataloader.train.num_workers={2 if processes == 1 else 1}"]
-    threads = 2 if processes == 1 else 1
+    threads = THREADS if processes == 1 else 1
     killed, whole = str(tmp_path / "killed"), str(tmp_path / "whole")
 
     # A run without a seed is killed at the start of iteration 5: its checkpoint of iteration 3 survives.

@@ -88,6 +88,29 @@ def test_the_environment_flag_opts_in_for_detectron2s_own_checkpointer(tmp_path,
     assert os.path.isdir(marker)
 
 
+def test_a_default_trainers_yacs_flag_opts_in_for_its_checkpointer(tmp_path):
+    from cascade_det.config import add_cascade_config
+
+    from detectron2.config import get_cfg
+
+    class Trainer:  # what DefaultTrainer hands its checkpointer: itself, with its cfg
+        def __init__(self, cfg):
+            self.cfg = cfg
+
+        def state_dict(self):
+            return {}
+
+    marker = str(tmp_path / "ran")
+    path = _write("pkl", tmp_path, marker)
+    cfg = add_cascade_config(get_cfg())
+    with pytest.raises(UnsafeCheckpointError):  # the flag is off by default
+        DetectionCheckpointer(torch.nn.Linear(2, 2), trainer=Trainer(cfg)).load(path)
+    cfg.MODEL.ALLOW_UNSAFE_PICKLE = True
+    with contextlib.suppress(Exception):
+        DetectionCheckpointer(torch.nn.Linear(2, 2), trainer=Trainer(cfg)).load(path)
+    assert os.path.isdir(marker)
+
+
 def test_detectron2s_proposal_files_are_read_without_running_code(tmp_path):
     import numpy as np
 
