@@ -1,6 +1,6 @@
-"""Shared fixtures. Every test runs on the CPU with 2 threads (also in each of pytest-xdist's processes: the
-parity tests' tolerances hold for the sums of 2 threads); the embedded dataset is generated once per session (per
-test process) into a temporary folder (CASCADE_DET_DATASETS), so tests never touch the user's cache."""
+"""Shared fixtures. Every test runs on the CPU with 2 threads (the MMDetection parity tests' tolerances hold for the
+sums of 2 threads); the embedded dataset is generated once per session into a temporary folder
+(CASCADE_DET_DATASETS), so tests never touch the user's cache."""
 
 import os
 import shutil
@@ -113,7 +113,8 @@ def shapes_image() -> str:
 
 def run_train_net(*args, **kwargs):
     """Run train_net.py as a user would; returns the CompletedProcess (stdout+stderr in .stdout). A run of several
-    processes gets a free port (--dist-url auto), so that runs of tests at once never share Detectron2's default."""
+    processes gets a free port (--dist-url auto): Detectron2's default port is one per user, so two test sessions
+    at once would share it."""
     if "--num-gpus" in args and "--dist-url" not in args:
         args = ("--dist-url", "auto", *args)
     return run_python(os.path.join(ROOT, "train_net.py"), *args, **kwargs)
