@@ -19,7 +19,7 @@ import logging
 import os
 import re
 import shutil
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -253,23 +253,34 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
         others = [p for p in run_checkpoints(self.save_dir) if os.path.abspath(p) != os.path.abspath(pointed or "-")]
         return ([pointed] if pointed else []) + others
 
+    def first_usable(self, read: Callable[[str], Dict]) -> Tuple[str, Optional[Dict], List[str]]:
+        """(the first resume candidate that `read` accepts, what it returned, a message per candidate skipped before
+        it): `read` is `load` to resume, `_load_file` to look without loading. ("", None, []) when the folder holds no
+        checkpoint; WeightsFileError when it holds some and none can be used."""
+        skipped = []
+        candidates = self.resume_candidates()
+        for candidate in candidates:
+            try:
+                return candidate, read(candidate), skipped
+            except (WeightsFileError, NonFiniteWeightsError, UnsafeCheckpointError) as e:
+                skipped.append(f"Not resuming from {candidate}: {e}")
+        if candidates:
+            raise WeightsFileError(
+                f"--resume: none of the {len(candidates)} checkpoints in {self.save_dir} can be used "
+                f"({'; '.join(skipped)}); restore an intact copy, or start a new run in another output dir"
+            )
+        return "", None, skipped
+
     def resume_or_load(self, path: str, *, resume: bool = True):
         """With `resume`, resume from the newest intact checkpoint of `save_dir` (`resumed_from` names it); when the
         folder holds none, or without `resume`, load the model weights of `path` ("" loads nothing). Returns the
         checkpoint's extra data. Raises WeightsFileError when checkpoints exist but none can be read."""
         self.resumed_from = ""
-        candidates = self.resume_candidates() if resume else []
-        for candidate in candidates:
-            try:
-                checkpoint = self.load(candidate)
-            except (WeightsFileError, NonFiniteWeightsError, UnsafeCheckpointError) as e:
-                logger.warning("Not resuming from %s: %s", candidate, e)
-                continue
-            self.resumed_from = candidate
-            return checkpoint
-        if candidates:
-            raise WeightsFileError(
-                f"--resume: none of the {len(candidates)} checkpoints in {self.save_dir} can be used (see the "
-                "warnings above); restore an intact copy, or start a new run in another output dir"
-            )
+        if resume:
+            candidate, checkpoint, skipped = self.first_usable(self.load)
+            for message in skipped:
+                logger.warning(message)
+            if candidate:
+                self.resumed_from = candidate
+                return checkpoint
         return self.load(path, checkpointables=[])

@@ -16,9 +16,8 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from ..checkpoint import RUN_STATE_KEY, NonFiniteWeightsError, SafeDetectionCheckpointer
+from ..checkpoint import RUN_STATE_KEY, SafeDetectionCheckpointer
 from ..errors import Error
-from ..weights import UnsafeCheckpointError, WeightsFileError
 from .run import Run
 
 __all__ = ["RUN_STATE_KEY", "ResumeError", "ResumePoint", "apply_resumed_lr", "check_resume", "run_state"]
@@ -58,22 +57,6 @@ def run_state(run: Run, optimizer: Optional[torch.optim.Optimizer] = None) -> Di
     return state
 
 
-def _first_usable(checkpointer: SafeDetectionCheckpointer) -> Tuple[Optional[str], Optional[Dict], List[str]]:
-    notes = []
-    candidates = checkpointer.resume_candidates()
-    for candidate in candidates:
-        try:
-            return candidate, checkpointer._load_file(candidate), notes
-        except (WeightsFileError, NonFiniteWeightsError, UnsafeCheckpointError) as e:
-            notes.append(f"Not resuming from {candidate}: {e}")
-    if candidates:
-        raise WeightsFileError(
-            f"--resume: none of the {len(candidates)} checkpoints in {checkpointer.save_dir} can be used "
-            f"({'; '.join(notes)}); restore an intact copy, or start a new run in another output dir"
-        )
-    return None, None, notes
-
-
 def _architecture_gaps(model: torch.nn.Module, weights: Dict) -> List[str]:
     own = {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     theirs = {k: tuple(torch.as_tensor(v).shape) for k, v in weights.items() if not k.endswith("num_batches_tracked")}
@@ -99,8 +82,8 @@ def check_resume(run: Run) -> Optional[ResumePoint]:
     cpu_run = run.replace(device="cpu") if s.device != "cpu" else run
     model = cpu_run.style.build_model(cpu_run.cfg, "cpu", stage_detections=False)
     checkpointer = SafeDetectionCheckpointer(model, s.output_dir, allow_unsafe_pickle=s.allow_unsafe_pickle)
-    path, checkpoint, notes = _first_usable(checkpointer)
-    if path is None:
+    path, checkpoint, notes = checkpointer.first_usable(checkpointer._load_file)
+    if not path:
         return None
     fresh_start = (
         f"start a new run in another output dir with {run.key('weights')}={path} (fine-tuning from its weights)"
