@@ -16,30 +16,47 @@ Variants, timed interleaved inside every repeat so that machine noise hits them 
   ours+fold+cl         eager with frozen BN folded and channels-last convolutions (cascade_det.modeling.speed)
   torchscript          ours exported to model.ts, run by torch.jit
   onnxruntime          ours exported to model.onnx, run by onnxruntime's CPU provider (threads = torch's)
+  onnxruntime int8     model.onnx quantised by cascade_det.quantize (static int8, calibrated on
+                       --calibration-images synthetic images of the first size; speed only: the synthetic model's
+                       AP means nothing, --accuracy WEIGHTS measures the AP of a trained model's files)
 Each exported variant's detections are compared with ours (cascade_det.export.compare: boxes within 0.05 px,
 scores within 1e-3) and every variant's with the built-in's (same class, IoU > 0.99, score within 1e-3).
 Output: a table with ratios against ours and against the built-in, and --json PATH (never overwritten).
+
+    python benchmarks/benchmark_deploy.py --accuracy output/shapes_cascade_rcnn_R_18_FPN/model_final.pth
+    python benchmarks/benchmark_deploy.py --accuracy train       # trains the quickstart model first (minutes)
+
+--accuracy adds the int8 file's accuracy: the quickstart model (`configs/Shapes/cascade_rcnn_R_18_FPN.py`) with
+those weights is exported with `--int8`, calibrated on --accuracy-calibration-images images of the embedded train
+set, and the box AP of model.onnx and model_int8.onnx on the embedded val set (200 images) is printed side by side.
 """
 
 import copy
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 
 import benchmark_cascade as bench  # its models, synthetic images, timing and output checks
 import torch
 from bench_common import benchmark_main, timing_parser
 
-from cascade_det.export import ExportableDetector, compare, export, load_exported
+from cascade_det.export import ExportableDetector, compare, detection_overlap, export, load_exported
 from cascade_det.modeling.speed import optimize_for_speed
+from cascade_det.quantize import quantize_onnx
 
 
 def parse_args(argv=None):
     p = timing_parser(__doc__, warmup=2)  # --threads: torch's and onnxruntime's
+    p.add_argument("--calibration-images", type=int, default=8, help="synthetic images the int8 file is calibrated on")
+    p.add_argument("--accuracy", default="", help="quickstart weights (or 'train') to measure the int8 file's AP with")
+    p.add_argument("--accuracy-calibration-images", type=int, default=200)
     p.add_argument("--smoke", action="store_true", help="R-18, 64x64 and 96x64 images, 1 repeat: seconds")
     args = p.parse_args(argv)
     if args.smoke:
         args.sizes, args.iters, args.warmup, args.repeats = ["64x64", "96x64"], 1, 1, 1
+        args.calibration_images = 2
     args.device, args.amp, args.compile = "cpu", False, False  # what benchmark_cascade's builders read
     return args
 
@@ -56,11 +73,22 @@ def build_variants(args):
     with tempfile.TemporaryDirectory(prefix="cascade_det_deploy_bench_") as folder:
         ts_path = export(ours, sample, "torchscript", folder)  # ours is plain (no FastConv2d): exported as it is
         onnx_path = export(ours, sample, "onnx", folder)
+        bench.progress(f"quantising model.onnx to int8 on {args.calibration_images} synthetic images")
+        images = [
+            bench.synthetic_batch(w, h, 1, 1, "cpu", seed=100 + i)[0]["image"] for i in range(args.calibration_images)
+        ]
+        int8_path = quantize_onnx(
+            onnx_path,
+            os.path.join(folder, "model_int8.onnx"),
+            (i.numpy() for i in images),
+            {"calibration": "synthetic"},
+        )
+        paths = {"torchscript": ts_path, "onnxruntime": onnx_path, "onnxruntime int8": int8_path}
         exported = {
-            "torchscript": load_exported(ts_path),
-            "onnxruntime": load_exported(onnx_path, torch.get_num_threads()),
+            name: load_exported(path, torch.get_num_threads()) if path.endswith(".onnx") else load_exported(path)
+            for name, path in paths.items()
         }
-        file_mb = {"torchscript": os.path.getsize(ts_path) / 2**20, "onnxruntime": os.path.getsize(onnx_path) / 2**20}
+        file_mb = {name: os.path.getsize(path) / 2**20 for name, path in paths.items()}
 
     def eager(model):
         def run(image):
@@ -118,6 +146,8 @@ def benchmark(args):
             checks[name] = {"same_as_builtin": same_as_builtin(run, reference, image)}
             if name in ("torchscript", "onnxruntime"):
                 checks[name]["vs_ours"] = compare(ours, run, image)
+            if name == "onnxruntime int8":
+                checks[name]["vs_fp32"] = detection_overlap(variants["onnxruntime"], run, image)
         with torch.no_grad():
             checks["detections"] = len(ExportableDetector(ours)(image)[0])
         bench.progress(f"{size}: {checks['detections']} detections; checks {checks}")
@@ -137,7 +167,49 @@ def benchmark(args):
                 for name, t in times.items()
             },
         }
+    if args.accuracy:
+        with tempfile.TemporaryDirectory(prefix="cascade_det_int8_accuracy_") as folder:
+            results["int8_accuracy"] = int8_accuracy(args, folder)
     return results
+
+
+QUICKSTART = "configs/Shapes/cascade_rcnn_R_18_FPN.py"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def int8_accuracy(args, folder):
+    """Box AP of the quickstart model's fp32 and int8 ONNX files on the embedded val set (cascade_det.export with
+    --int8 --test-dataset), the weights given or trained here by the quickstart command."""
+    from cascade_det.data import ensure_embedded_split
+    from cascade_det.export import main as export_main
+    from cascade_det.quantize import exported_box_ap
+
+    weights = args.accuracy
+    if weights == "train":
+        bench.progress("training the quickstart model (train_net.py, as the README's first command)")
+        out = os.path.join(folder, "quickstart")
+        command = [sys.executable, "train_net.py", "--config-file", QUICKSTART, f"train.output_dir={out}"]
+        subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        weights = os.path.join(out, "model_final.pth")
+    from detectron2.data import DatasetCatalog
+
+    ensure_embedded_split("cascade_shapes_val")  # generated where missing
+    sample = DatasetCatalog.get("cascade_shapes_val")[0]["file_name"]
+    bench.progress(
+        f"exporting the quickstart model with --int8 ({args.accuracy_calibration_images} calibration images)"
+    )
+    fp32, int8 = export_main(
+        ["--config-file", os.path.join(ROOT, QUICKSTART), "--format", "onnx", "--output", os.path.join(folder, "q")]
+        + ["--sample-image", sample, "--weights", weights, "--int8", "--calibration", "cascade_shapes_train"]
+        + ["--calibration-images", str(args.accuracy_calibration_images)]
+    )
+    from cascade_det.predictor import Predictor
+
+    predictor = Predictor(os.path.join(ROOT, QUICKSTART), weights, device="cpu")
+    bench.progress("box AP of both files on cascade_shapes_val")
+    runs = {"fp32": load_exported(fp32, torch.get_num_threads()), "int8": load_exported(int8, torch.get_num_threads())}
+    ap = exported_box_ap(runs, predictor, "cascade_shapes_val")
+    return {"weights": args.accuracy, "calibration_images": args.accuracy_calibration_images, **ap}
 
 
 def print_table(results):
@@ -156,12 +228,23 @@ def print_table(results):
             if "vs_ours" in check:
                 d = check["vs_ours"]
                 same += f"; vs ours: boxes {d['boxes']:.1e} px, scores {d['scores']:.1e}"
+            if "vs_fp32" in check:
+                d = check["vs_fp32"]
+                same += f"; {d['matched']} of the fp32 file's {d['reference']} (same class, IoU >= 0.9)"
             print(
                 f"| {size} | {name} | {s['median_s']:.3f} / {s['p90_s']:.3f} | "
                 f"{v['ours']['median_s'] / s['median_s']:.2f}x | {v['builtin']['median_s'] / s['median_s']:.2f}x | "
                 f"{same} |"
             )
     print("exported files: " + ", ".join(f"{k} {mb:.0f} MB" for k, mb in results["file_mb"].items()))
+    if "int8_accuracy" in results:
+        a = results["int8_accuracy"]
+        print(
+            f"quickstart model on cascade_shapes_val (int8 calibrated on {a['calibration_images']} train images): "
+            f"box AP fp32 {a['fp32']['AP']:.2f}, int8 {a['int8']['AP']:.2f} "
+            f"(difference {a['int8']['AP'] - a['fp32']['AP']:+.2f}); "
+            f"AP50 {a['fp32']['AP50']:.2f} / {a['int8']['AP50']:.2f}"
+        )
 
 
 def main(argv=None):

@@ -30,7 +30,15 @@ from tabulate import tabulate
 
 from .engine.args import probability
 from .errors import InputError, add_debug_argument, exit_on_user_error
-from .evaluation.coco_backend import BACKENDS, evaluate_boxes, evaluate_coco, load_gt, mean_percent, summary_percent
+from .evaluation.coco_backend import (
+    BACKENDS,
+    evaluate_boxes,
+    evaluate_coco,
+    load_gt,
+    mean_percent,
+    per_stage_backend,
+    summary_percent,
+)
 from .evaluation.metrics import json_safe
 from .evaluation.per_stage import box_ap, plot_per_stage_ap, stage_ap_table
 from .image_ids import dataset_image_numbers, with_integer_image_ids
@@ -318,8 +326,10 @@ def main(argv=None) -> Dict:
     counts, names = confusion_matrix(gt_dataset, detections, args.score_threshold)
     written.append(plot_confusion_matrix(counts, names, output, args.score_threshold))
     if args.per_stage:
-        results = {name: box_ap(gt, stages[name], args.backend) for name in sorted(stages) if name != "ensemble"}
-        results["ensemble"] = box_ap(gt, detections, args.backend)
+        backend = per_stage_backend(args.backend)  # several sets against one ground truth: vectorised
+        stage_gt = load_gt(gt_dataset, backend)
+        results = {name: box_ap(stage_gt, stages[name], backend) for name in sorted(stages) if name != "ensemble"}
+        results["ensemble"] = box_ap(stage_gt, detections, backend)
         print("Per-stage box AP (columns: AP at each IoU threshold):")
         print(stage_ap_table(results))
         report["per_stage_bbox"] = results

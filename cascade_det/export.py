@@ -47,13 +47,15 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
+from detectron2.data import DatasetCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.export.torchscript_patch import patch_builtin_len
 
-from .engine.args import config_tool_parser, register_datasets, tool_logging
+from .engine.args import config_tool_parser, positive_int, register_datasets, tool_logging
 from .errors import exit_on_user_error
 from .modeling.speed import plain_convolutions
 from .outputs import check_writable
+from .quantize import calibration_files, calibration_tensors, exported_box_ap, quantize_onnx
 from .tracing import quiet_tracing
 from .weights import MODEL_METADATA_KEY, atomic_write
 
@@ -61,6 +63,8 @@ __all__ = ["ExportableDetector", "compare", "export", "exported_metadata", "load
 
 logger = logging.getLogger(__name__)
 TOLERANCE = {"boxes": 0.05, "scores": 1e-3}
+INT8_FILE = "model_int8.onnx"
+OVERLAP_IOU = 0.9  # an int8 detection "is" an fp32 one: same class, IoU at least this
 TORCHSCRIPT_METADATA = "cascade_det_model.json"  # the extra file inside model.ts
 
 
@@ -181,6 +185,22 @@ def compare(model: nn.Module, exported, image: torch.Tensor) -> dict:
     return diff
 
 
+def detection_overlap(reference, other, image: torch.Tensor, iou: float = OVERLAP_IOU) -> dict:
+    """How many of `reference`'s detections on `image` `other` also makes (same class, IoU >= `iou`, matched one to
+    one): {"reference": N, "other": M, "matched": K}. For a quantised model, whose boxes and scores move a little."""
+    from torchvision.ops import box_iou
+
+    ref, got = reference(image), other(image)
+    overlaps = box_iou(torch.as_tensor(ref[0]), torch.as_tensor(got[0])).numpy()
+    overlaps[ref[2][:, None] != got[2][None, :]] = 0
+    if overlaps.size:
+        rows, cols = linear_sum_assignment(-overlaps)
+        matched = int((overlaps[rows, cols] >= iou).sum())
+    else:
+        matched = 0
+    return {"reference": len(ref[0]), "other": len(got[0]), "matched": matched}
+
+
 def within_tolerance(diff: dict) -> bool:
     return diff["boxes"] <= TOLERANCE["boxes"] and diff["scores"] <= TOLERANCE["scores"]
 
@@ -196,17 +216,42 @@ def main(argv: Sequence[str] = None) -> List[str]:
     parser.add_argument("--format", required=True, choices=("torchscript", "onnx"))
     parser.add_argument("--output", required=True, help="folder to write model.ts / model.onnx into")
     parser.add_argument("--sample-image", required=True, help="an image to trace with and to check the export on")
+    parser.add_argument("--int8", action="store_true", help="also write model_int8.onnx (cascade_det.quantize)")
+    parser.add_argument("--calibration", default="", help="with --int8: a folder of images or a registered dataset")
+    parser.add_argument(
+        "--calibration-images", type=positive_int, default=200, help="with --int8: how many images to calibrate on"
+    )
+    parser.add_argument(
+        "--test-dataset",
+        default="",
+        help="a registered dataset to print the box AP of model.onnx (and the int8 file) on",
+    )
     args = parser.parse_args(argv)
     if args.format == "onnx" and not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")):
         parser.error("--format onnx needs the onnx and onnxruntime packages: pip install 'cascade_det[deploy]'")
     if not os.path.isfile(args.sample_image):
         parser.error(f"--sample-image {args.sample_image} does not exist")
+    if args.int8 and (args.format != "onnx" or not args.calibration):
+        parser.error("--int8 quantises the ONNX file: give --format onnx and --calibration FOLDER_OR_DATASET")
+    if args.calibration and not args.int8:
+        parser.error("--calibration is for --int8")
+    if args.test_dataset and args.format != "onnx":
+        parser.error("--test-dataset evaluates the ONNX file: give --format onnx")
     check_writable(args.output, "--output")
     target = os.path.join(args.output, "model.ts" if args.format == "torchscript" else "model.onnx")
-    if os.path.exists(target):
-        parser.error(f"{target} exists; not overwriting it (choose another --output)")
+    targets = [target] + ([os.path.join(args.output, INT8_FILE)] if args.int8 else [])
+    for path in targets:
+        if os.path.exists(path):
+            parser.error(f"{path} exists; not overwriting it (choose another --output)")
     tool_logging()
     register_datasets(args)
+    # The data is checked before the (minutes-long) export: names, folders and their images.
+    if args.test_dataset and args.test_dataset not in DatasetCatalog.list():
+        parser.error(
+            f"--test-dataset {args.test_dataset} is not a registered dataset (register one with --register-coco "
+            "NAME JSON IMAGE_ROOT)"
+        )
+    calibration = calibration_files(args.calibration, args.calibration_images) if args.int8 else []
     predictor = Predictor(args.config_file, args.weights, device="cpu", overrides=args.opts)
     model = predictor.model
     plain_convolutions(model)  # the exported graph is the plain model, not its folded-BN / channels-last variant
@@ -220,7 +265,22 @@ def main(argv: Sequence[str] = None) -> List[str]:
     )
     if not within_tolerance(diff):
         sys.exit(f"the exported model differs from the eager one beyond {TOLERANCE}: {diff}")
-    return [path]
+    written = [path]
+    if args.int8:
+        print(f"calibrating int8 on {len(calibration)} images of {args.calibration} ...", flush=True)
+        details = {"calibration": args.calibration, "calibration_images": len(calibration)}
+        written.append(quantize_onnx(path, targets[1], calibration_tensors(calibration, predictor), details))
+        overlap = detection_overlap(load_exported(path), load_exported(written[1]), sample)
+        print(
+            f"wrote {written[1]}; on {args.sample_image}: {overlap['matched']} of model.onnx's {overlap['reference']} "
+            f"detections also made by the int8 model (same class, IoU >= {OVERLAP_IOU})"
+        )
+    if args.test_dataset:
+        print(f"box AP on {args.test_dataset} ...", flush=True)
+        runs = {os.path.basename(file): load_exported(file) for file in written}
+        for name, metrics in exported_box_ap(runs, predictor, args.test_dataset).items():
+            print(f"  {name}: AP {metrics['AP']:.2f}, AP50 {metrics['AP50']:.2f}")
+    return written
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Shared fixtures. Every test runs on the CPU with 2 threads (the MMDetection parity tests' tolerances hold for the
 sums of 2 threads); the embedded dataset is generated once per session into a temporary folder
-(CASCADE_DET_DATASETS), so tests never touch the user's cache."""
+(CASCADE_DET_DATASETS), so tests never touch the user's cache, its val split cut to VAL_IMAGES images."""
 
 import os
 import shutil
@@ -22,8 +22,33 @@ DATASETS_DIR = tempfile.mkdtemp(prefix="cascade_det_datasets_")
 os.environ["CASCADE_DET_DATASETS"] = DATASETS_DIR
 
 
+# The test session's embedded val split keeps its first VAL_IMAGES images (of 200): the many train_net, tool and
+# evaluation tests evaluate on it, and they test the plumbing, not the AP (README's quickstart measures that).
+VAL_IMAGES = 48
+
+
+def first_images(coco: dict, count: int) -> dict:
+    """A COCO-format dict with only the first `count` images of `coco` and their annotations."""
+    images = coco["images"][:count]
+    ids = {im["id"] for im in images}
+    return {**coco, "images": images, "annotations": [a for a in coco["annotations"] if a["image_id"] in ids]}
+
+
+def _trim_embedded_val(count: int) -> None:
+    import json
+
+    from cascade_det.data import ensure_embedded_split
+
+    path = ensure_embedded_split("cascade_shapes_val")
+    with open(path) as f:
+        data = first_images(json.load(f), count)
+    with open(path, "w") as f:
+        json.dump(data, f)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def embedded_datasets_dir():
+    _trim_embedded_val(VAL_IMAGES)
     yield DATASETS_DIR
     shutil.rmtree(DATASETS_DIR, ignore_errors=True)
 

@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 
-from .conftest import QUICKSTART, ROOT, run_python
+from .conftest import QUICKSTART, ROOT, VAL_IMAGES, run_python
 
 YACS = "configs/Shapes/cascade_rcnn_R_18_FPN.yaml"
 TINY_YACS = ["SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0", "MODEL.DEVICE", "cpu"]
@@ -88,7 +88,7 @@ def test_detectron2_visualize_json_results_draws_our_models_results(yacs_run, tm
     out, _ = yacs_run
     results = os.path.join(out, "inference", "coco_instances_results.json")
     run_tool("visualize_json_results", "--input", results, "--output", str(tmp_path), "--dataset", "cascade_shapes_val")
-    assert len(os.listdir(tmp_path)) == 200  # one drawing (predictions beside ground truth) per image
+    assert len(os.listdir(tmp_path)) == VAL_IMAGES  # one drawing (predictions beside ground truth) per image
 
 
 def test_detectron2_default_predictor_runs_our_yacs_model(yacs_run, shapes_image):

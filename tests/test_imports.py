@@ -26,6 +26,7 @@ LAYERS = {
     "engine": 4,
     "predictor": 5,
     "export": 5,
+    "quantize": 5,
     "analyze": 6,
     "browse": 6,
     "demo": 6,

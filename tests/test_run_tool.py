@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from .conftest import ROOT
+from .conftest import ROOT, VAL_IMAGES
 
 
 def test_detectron2_visualize_data_reads_our_yacs_config_and_draws_our_dataset(tmp_path):
@@ -29,7 +29,7 @@ def test_detectron2_visualize_data_reads_our_yacs_config_and_draws_our_dataset(t
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    assert len([f for f in os.listdir(tmp_path) if f.endswith(".png")]) == 200
+    assert len([f for f in os.listdir(tmp_path) if f.endswith(".png")]) == VAL_IMAGES
 
 
 def test_detectron2_analyze_model_counts_our_cascade_without_caffe2():

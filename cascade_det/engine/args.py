@@ -56,6 +56,14 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: expected 1 or more")
+    return value
+
+
 def image_size(text: str) -> str:
     """argparse type: HxW (two positive integers, e.g. 800x1333), or "" for the default; returned as given."""
     parts = text.lower().split("x")

@@ -23,7 +23,7 @@ from detectron2.utils import comm
 
 from ..config import REQUIRED, run_options
 from ..errors import ConfigValueError
-from ..evaluation import FinalDetections, PerStageCOCOEvaluator
+from ..evaluation import FinalDetections, PerStageCOCOEvaluator, per_stage_backend
 from ..modeling import CascadeRCNNROIHeads
 from ..modeling.speed import optimize_for_speed
 from ..modeling.tta import CascadeRCNNWithTTA, tta_config
@@ -228,7 +228,8 @@ class Run:
         evaluator = FinalDetections(self.style.build_evaluator(self.cfg, dataset_name, output_dir, fast))
         if not s.per_stage_eval:
             return evaluator
-        return DatasetEvaluators([evaluator, PerStageCOCOEvaluator(dataset_name, output_dir, s.eval_backend)])
+        per_stage = PerStageCOCOEvaluator(dataset_name, output_dir, per_stage_backend(s.eval_backend))
+        return DatasetEvaluators([evaluator, per_stage])
 
     def dump(self, path: str) -> None:
         """Save the config as the run uses it to `path`."""

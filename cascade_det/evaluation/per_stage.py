@@ -8,7 +8,7 @@ stage's boxes). They reach the evaluator as Detectron2 evaluators get everything
 heads with `return_stage_detections=True` add each stage's detections as rows with a `stage` field.
 
 Detections are kept as arrays (image_id, x, y, w, h, score, category), the ground truth is indexed once for all the
-stages, and the backend is faster-coco-eval (or pycocotools): `coco_backend`.
+sets, and the sets are scored by `vectorized_coco` (pycocotools' numbers; or pycocotools itself): `coco_backend`.
 """
 
 import concurrent.futures
@@ -74,8 +74,11 @@ def detections_array(instances, image_id: int, to_dataset_id: Optional[Dict[int,
     image_id, x, y, w, h, score, category id of the dataset (through `to_dataset_id`)."""
     boxes = instances.pred_boxes.tensor.numpy().astype(np.float64)
     classes = instances.pred_classes.numpy()
-    if to_dataset_id:
-        classes = np.array([to_dataset_id.get(int(c), int(c)) for c in classes], dtype=np.int64)
+    if to_dataset_id and len(classes):
+        # a lookup table, not a dict look-up per detection (100 per image, several sets)
+        table = np.arange(max(max(to_dataset_id), int(classes.max())) + 1, dtype=np.int64)
+        table[list(to_dataset_id)] = list(to_dataset_id.values())
+        classes = table[classes]
     rows = np.empty((len(boxes), 7), dtype=np.float64)
     rows[:, 0] = image_id
     rows[:, 1:3] = boxes[:, :2]
@@ -85,7 +88,7 @@ def detections_array(instances, image_id: int, to_dataset_id: Optional[Dict[int,
     return rows
 
 
-def box_ap(gt, detections: np.ndarray, backend: str = "faster-coco-eval") -> Dict[str, float]:
+def box_ap(gt, detections: np.ndarray, backend: str = "vectorized") -> Dict[str, float]:
     """COCO box metrics (percent) of `detections` (rows as `detections_array`) against `gt` (`load_gt`): the 12
     numbers of COCOeval.summarize ("AP", "AP50", ..., "ARl") and "AP@{t:.2f}" for each IoU threshold t (all areas,
     100 detections). No detections give NaN everywhere, as Detectron2's COCOEvaluator reports them."""
@@ -105,15 +108,33 @@ def _evaluate_set(gt_source, detections: np.ndarray, backend: str) -> Dict[str, 
     return box_ap(load_gt(gt_source, backend), detections, backend)
 
 
-def evaluate_sets(gt_source, sets: List[np.ndarray], backend: str = "faster-coco-eval") -> List[Dict[str, float]]:
-    """`box_ap` of several detection sets against one ground truth (a json path or a COCO-format dict): the sets are
-    evaluated in parallel processes (one per set, as many as there are cores; each indexes the ground truth once),
-    so per-stage evaluation takes about one set's time where cores allow."""
+_FORKED = None  # (ground truth, sets, backend): what forked children read instead of unpickling it
+
+
+def _evaluate_forked(index: int) -> Dict[str, float]:
+    gt, sets, backend = _FORKED
+    return box_ap(gt, sets[index], backend)
+
+
+def evaluate_sets(gt_source, sets: List[np.ndarray], backend: str = "vectorized") -> List[Dict[str, float]]:
+    """`box_ap` of several detection sets against one ground truth (a json path or a COCO-format dict), in parallel
+    processes where there are cores (one per set at most) and the sets are large enough to be worth a process.
+    `vectorized` indexes the ground truth once, before the children fork (they inherit it); the COCO API backends
+    index it in each child."""
+    global _FORKED
     workers = min(len(sets), os.cpu_count() or 1)
-    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("fork")  # the children read the arrays without pickling them twice
-        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            return list(pool.map(_evaluate_set, [gt_source] * len(sets), sets, [backend] * len(sets)))
+    large = sum(len(s) for s in sets) >= 50_000  # a process costs about as much as evaluating 50,000 detections
+    if workers > 1 and large and "fork" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("fork")  # the children read the arrays without pickling them
+        if backend != "vectorized":
+            with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                return list(pool.map(_evaluate_set, [gt_source] * len(sets), sets, [backend] * len(sets)))
+        _FORKED = (load_gt(gt_source, backend), sets, backend)  # before the children fork: they inherit it
+        try:
+            with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                return list(pool.map(_evaluate_forked, range(len(sets))))
+        finally:
+            _FORKED = None
     gt = load_gt(gt_source, backend)
     return [box_ap(gt, detections, backend) for detections in sets]
 
@@ -124,11 +145,12 @@ class PerStageCOCOEvaluator(DatasetEvaluator):
     outputs (cascade heads with `return_stage_detections=True`). Results, under the task name "per_stage_bbox":
     {"stage0/AP", "stage0/AP50", ..., "stage0/AP@0.55", ..., "ensemble/AP", ...}, in percent; NaN where a stage made
     no detection (as COCOEvaluator reports it).
+    `backend`: what scores the sets (`coco_backend.BOX_BACKENDS`; a run picks it with `per_stage_backend`).
     Also logs a table and writes to `output_dir`: `per_stage_ap.json`, `per_stage_ap.png` (AP against IoU threshold,
     a line per stage) and the detections (`per_stage_detections.npz`, for `python -m cascade_det.evaluate`).
     """
 
-    def __init__(self, dataset_name: str, output_dir: Optional[str] = None, backend: str = "faster-coco-eval"):
+    def __init__(self, dataset_name: str, output_dir: Optional[str] = None, backend: str = "vectorized"):
         self._dataset_name = dataset_name
         self._output_dir = output_dir
         self._backend = backend

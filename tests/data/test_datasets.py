@@ -13,6 +13,8 @@ from cascade_det.data.shapes import write_shapes_split
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 
+from ..conftest import VAL_IMAGES
+
 
 def digest(folder):
     h = hashlib.sha256()
@@ -48,7 +50,7 @@ def test_annotations_are_valid_coco_with_varied_classes_scales_and_masks(tmp_pat
 
 def test_embedded_splits_load_through_detectron2_coco_json_path():
     dicts = DatasetCatalog.get("cascade_shapes_val")
-    assert len(dicts) == 200
+    assert len(dicts) == VAL_IMAGES  # the test session's cut of the 200 (tests/conftest.py)
     assert os.path.isfile(ensure_embedded_split("cascade_shapes_val"))
     first = dicts[0]
     assert first["height"] == first["width"] == 128 and os.path.isfile(first["file_name"])

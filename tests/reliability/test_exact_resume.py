@@ -50,8 +50,18 @@ def assert_bitwise_equal(a, b):
     assert not differ, f"{len(differ)} of {len(a)} tensors differ, e.g. {differ[:3]}"
 
 
+# One process is what a GPU user runs (the device kit runs it on CUDA); on the CPU the 2-process run covers the same
+# resume path (model, optimizer, scheduler, RNG and loader state from the checkpoint) plus the process group's, and the
+# suite's time budget has room for one of the two.
+ONE_PROCESS = pytest.param(
+    1,
+    id="1-process",
+    marks=pytest.mark.skipif(TEST_DEVICE == "cpu", reason="on the CPU the 2-process variant runs the same resume"),
+)
+
+
 @pytest.mark.device
-@pytest.mark.parametrize("processes", [1, 2], ids=["1-process", "2-processes-gloo"])
+@pytest.mark.parametrize("processes", [ONE_PROCESS, pytest.param(2, id="2-processes-gloo")])
 def test_sigkill_then_resume_ends_bitwise_equal_to_the_uninterrupted_run(tmp_path, processes):
     launch = ["--num-gpus", str(processes), "--dist-url", "auto"] if processes > 1 else []
     workers = [f"dataloader.train.num_workers={2 if processes == 1 else 1}"]
