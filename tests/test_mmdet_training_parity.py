@@ -201,13 +201,25 @@ def test_adamw_steps_of_the_end_to_end_network_equal_mmdetections(tmp_path, firs
             optimizer.zero_grad()
             sum(losses.values()).backward()
             optimizer.step()
-    # Weights and BN statistics after the steps: within 1e-4 of each tensor's norm (they agree to 1e-5; weight decay
-    # on the norms, which the recipe leaves out, would move their scales by 2e-4).
+    # Weights and BN statistics after the steps: within 5e-3 of each tensor's norm. They agreed to 1e-5 on one host
+    # and to 1.7e-3 on another (2026-12-02; the first ResNet stage only, where gradients are smallest and AdamW's
+    # normalised step turns rounding differences of the convolutions' kernels into whole steps), so the weight-decay
+    # exemption of the norms is checked exactly, on both optimisers' parameter groups, not through the weights.
     stepped = mmdet_to_detectron2(dict(reference.state_dict()))
     for name, value in ours.state_dict().items():
         if value.dtype.is_floating_point:
             error = float((value - stepped[name]).norm() / stepped[name].norm().clamp(min=1e-12))
-            assert error <= 1e-4, (name, error)
+            assert error <= 5e-3, (name, error)
+    norm_types = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm)
+    for model, optimizer in ((ours, our_optimizer), (reference, mm_optimizer)):
+        decay = {id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
+        norms = {id(p) for m in model.modules() if isinstance(m, norm_types) for p in m.parameters(recurse=False)}
+        assert norms, "no norm layer found"
+        for name, parameter in model.named_parameters():
+            if id(parameter) in norms:
+                assert decay[id(parameter)] == 0.0, name  # the norms are exempt
+            elif parameter.dim() > 1:
+                assert decay[id(parameter)] == 0.05, name  # kernels decay
 
 
 def test_learning_rate_schedule_equals_mmdetections():
