@@ -42,7 +42,7 @@ import benchmark_cascade as bench  # its models, synthetic images, timing and ou
 import torch
 from bench_common import benchmark_main, timing_parser
 
-from cascade_det.export import ExportableDetector, compare, detection_overlap, export, load_exported
+from cascade_det.export import ExportableDetector, compare, detection_overlap, export, exported_metadata, load_exported
 from cascade_det.modeling.speed import optimize_for_speed
 from cascade_det.quantize import quantize_onnx
 
@@ -81,6 +81,7 @@ def build_variants(args):
             onnx_path,
             os.path.join(folder, "model_int8.onnx"),
             (i.numpy() for i in images),
+            exported_metadata(onnx_path),
             {"calibration": "synthetic"},
         )
         paths = {"torchscript": ts_path, "onnxruntime": onnx_path, "onnxruntime int8": int8_path}

@@ -257,7 +257,8 @@ def main(argv: Sequence[str] = None) -> List[str]:
     plain_convolutions(model)  # the exported graph is the plain model, not its folded-BN / channels-last variant
     sample = image_tensor(args.sample_image, predictor.input_format)
     path = export(model, sample, args.format, args.output, predictor.model_metadata())
-    diff = compare(model, load_exported(path), sample)
+    runs = {path: load_exported(path)}  # one session per file, for every check below
+    diff = compare(model, runs[path], sample)
     print(
         f"wrote {path}; on {args.sample_image} ({sample.shape[2]}x{sample.shape[1]}): {diff['detections']} "
         f"detections, largest box difference {diff['boxes']:.2e} px, score difference {diff['scores']:.2e}"
@@ -269,16 +270,18 @@ def main(argv: Sequence[str] = None) -> List[str]:
     if args.int8:
         print(f"calibrating int8 on {len(calibration)} images of {args.calibration} ...", flush=True)
         details = {"calibration": args.calibration, "calibration_images": len(calibration)}
-        written.append(quantize_onnx(path, targets[1], calibration_tensors(calibration, predictor), details))
-        overlap = detection_overlap(load_exported(path), load_exported(written[1]), sample)
+        tensors = calibration_tensors(calibration, predictor)
+        written.append(quantize_onnx(path, targets[1], tensors, exported_metadata(path), details))
+        runs[written[1]] = load_exported(written[1])
+        overlap = detection_overlap(runs[path], runs[written[1]], sample)
         print(
             f"wrote {written[1]}; on {args.sample_image}: {overlap['matched']} of model.onnx's {overlap['reference']} "
             f"detections also made by the int8 model (same class, IoU >= {OVERLAP_IOU})"
         )
     if args.test_dataset:
         print(f"box AP on {args.test_dataset} ...", flush=True)
-        runs = {os.path.basename(file): load_exported(file) for file in written}
-        for name, metrics in exported_box_ap(runs, predictor, args.test_dataset).items():
+        named = {os.path.basename(file): run for file, run in runs.items()}
+        for name, metrics in exported_box_ap(named, predictor, args.test_dataset).items():
             print(f"  {name}: AP {metrics['AP']:.2f}, AP50 {metrics['AP50']:.2f}")
     return written
 

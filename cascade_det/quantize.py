@@ -23,14 +23,13 @@ from typing import Callable, Dict, Iterable, List, Sequence
 import numpy as np
 import torch
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets.coco import convert_to_coco_dict
+from detectron2.data import DatasetCatalog
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
 
 from .errors import InputError
-from .evaluation.coco_backend import evaluate_boxes, load_gt, summary_percent
-from .evaluation.per_stage import detections_array
+from .evaluation.coco_backend import load_gt
+from .evaluation.per_stage import box_ap, contiguous_to_dataset_ids, detections_array, ground_truth_source
 from .weights import MODEL_METADATA_KEY, atomic_write
 
 __all__ = ["IMAGE_EXTENSIONS", "calibration_files", "calibration_tensors", "exported_box_ap", "quantize_onnx"]
@@ -87,10 +86,12 @@ class _Reader:
         return None if tensor is None else {"image": tensor}
 
 
-def quantize_onnx(fp32_path: str, int8_path: str, tensors: Iterable[np.ndarray], details: Dict) -> str:
+def quantize_onnx(
+    fp32_path: str, int8_path: str, tensors: Iterable[np.ndarray], description: Dict, details: Dict
+) -> str:
     """Write `int8_path`: `fp32_path` with its Conv / MatMul / Gemm in int8, calibrated (MinMax) on `tensors`
-    (each a (3, H, W) float32 model input). `details` (calibration source, image count) go into the file's model
-    description under "quantization"."""
+    (each a (3, H, W) float32 model input). The file carries `description` (the fp32 file's,
+    `export.exported_metadata`) plus "quantization": how, and `details` (calibration source, image count)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -120,8 +121,7 @@ def quantize_onnx(fp32_path: str, int8_path: str, tensors: Iterable[np.ndarray],
         for path in (tmp, prepared):
             if os.path.exists(path):
                 os.remove(path)
-    source = {p.key: p.value for p in onnx.load(fp32_path, load_external_data=False).metadata_props}
-    description = json.loads(source.get(MODEL_METADATA_KEY, "{}"))
+    description = dict(description)
     description["quantization"] = {
         "method": "onnxruntime static, QDQ, MinMax calibration",
         "weights": "int8 per channel" + (", 7-bit range (no VNNI)" if reduce_range else ""),
@@ -136,17 +136,12 @@ def quantize_onnx(fp32_path: str, int8_path: str, tensors: Iterable[np.ndarray],
 
 
 def exported_box_ap(runs: Dict[str, Callable], predictor, dataset_name: str) -> Dict[str, Dict]:
-    """COCO box metrics (percent) on `dataset_name` of each exported model in `runs` (name -> the function
-    `export.load_exported` returns), every image prepared as `predictor` prepares it (its test resize) and the
-    boxes scaled back to the image, as Detectron2's postprocessing does: {name: {"AP": ..., "AP50": ..., ...}}."""
-    dicts = DatasetCatalog.get(dataset_name)
-    metadata = MetadataCatalog.get(dataset_name)
-    mapping = getattr(metadata, "thing_dataset_id_to_contiguous_id", {}) or {}
-    to_dataset_id = {v: k for k, v in mapping.items()}
-    json_file = getattr(metadata, "json_file", None)
-    gt = load_gt(json_file if json_file and os.path.isfile(json_file) else convert_to_coco_dict(dataset_name))
+    """COCO box metrics (percent, `per_stage.box_ap`'s) on `dataset_name` of each exported model in `runs` (name ->
+    the function `export.load_exported` returns), every image prepared as `predictor` prepares it (its test resize)
+    and the boxes scaled back to the image, as Detectron2's postprocessing does: {name: {"AP": ..., "AP50": ...}}."""
+    to_dataset_id = contiguous_to_dataset_ids(dataset_name)
     rows = {name: [] for name in runs}
-    for d in dicts:
+    for d in DatasetCatalog.get(dataset_name):
         if not isinstance(d["image_id"], (int, np.integer)):
             raise InputError(f"--test-dataset {dataset_name}: image id {d['image_id']!r} is not an integer (COCO's)")
         inputs = predictor._input(d["file_name"], "BGR")
@@ -159,8 +154,5 @@ def exported_box_ap(runs: Dict[str, Callable], predictor, dataset_name: str) -> 
             instances.pred_classes = torch.as_tensor(classes)
             instances = detector_postprocess(instances, inputs["height"], inputs["width"])
             rows[name].append(detections_array(instances, d["image_id"], to_dataset_id))
-    results = {}
-    for name in runs:
-        evaluated = evaluate_boxes(gt, np.concatenate(rows[name] or [np.zeros((0, 7))]))
-        results[name] = summary_percent(evaluated[0]) if evaluated else {"AP": float("nan"), "AP50": float("nan")}
-    return results
+    gt = load_gt(ground_truth_source(dataset_name), "vectorized")
+    return {name: box_ap(gt, np.concatenate(rows[name] or [np.zeros((0, 7))]), "vectorized") for name in runs}

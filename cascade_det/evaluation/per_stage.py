@@ -36,8 +36,10 @@ __all__ = [
     "FinalDetections",
     "PerStageCOCOEvaluator",
     "box_ap",
+    "contiguous_to_dataset_ids",
     "detections_array",
     "evaluate_sets",
+    "ground_truth_source",
     "plot_per_stage_ap",
     "stage_ap_table",
 ]
@@ -67,6 +69,21 @@ class FinalDetections(DatasetEvaluator):
 
     def evaluate(self):
         return self.evaluator.evaluate()
+
+
+def contiguous_to_dataset_ids(dataset_name: str) -> Dict[int, int]:
+    """The model's class index -> the dataset's category id (the inverse of the dataset's
+    thing_dataset_id_to_contiguous_id; {} where it has none)."""
+    mapping = getattr(MetadataCatalog.get(dataset_name), "thing_dataset_id_to_contiguous_id", {}) or {}
+    return {v: k for k, v in mapping.items()}
+
+
+def ground_truth_source(dataset_name: str):
+    """A dataset's ground truth: its json file, or (for a dataset registered without one) its COCO-format dict."""
+    json_file = getattr(MetadataCatalog.get(dataset_name), "json_file", None)
+    if json_file and os.path.isfile(json_file):
+        return json_file
+    return convert_to_coco_dict(dataset_name)
 
 
 def detections_array(instances, image_id: int, to_dataset_id: Optional[Dict[int, int]] = None) -> np.ndarray:
@@ -104,10 +121,6 @@ def box_ap(gt, detections: np.ndarray, backend: str = "vectorized") -> Dict[str,
     return result
 
 
-def _evaluate_set(gt_source, detections: np.ndarray, backend: str) -> Dict[str, float]:
-    return box_ap(load_gt(gt_source, backend), detections, backend)
-
-
 _FORKED = None  # (ground truth, sets, backend): what forked children read instead of unpickling it
 
 
@@ -117,25 +130,21 @@ def _evaluate_forked(index: int) -> Dict[str, float]:
 
 
 def evaluate_sets(gt_source, sets: List[np.ndarray], backend: str = "vectorized") -> List[Dict[str, float]]:
-    """`box_ap` of several detection sets against one ground truth (a json path or a COCO-format dict), in parallel
-    processes where there are cores (one per set at most) and the sets are large enough to be worth a process.
-    `vectorized` indexes the ground truth once, before the children fork (they inherit it); the COCO API backends
-    index it in each child."""
+    """`box_ap` of several detection sets against one ground truth (a json path or a COCO-format dict), indexed
+    once; the sets are scored in parallel processes where there are cores (one per set at most) and they are large
+    enough to be worth a process (the children are forked after the indexing and inherit it)."""
     global _FORKED
+    gt = load_gt(gt_source, backend)
     workers = min(len(sets), os.cpu_count() or 1)
     large = sum(len(s) for s in sets) >= 50_000  # a process costs about as much as evaluating 50,000 detections
     if workers > 1 and large and "fork" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("fork")  # the children read the arrays without pickling them
-        if backend != "vectorized":
-            with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                return list(pool.map(_evaluate_set, [gt_source] * len(sets), sets, [backend] * len(sets)))
-        _FORKED = (load_gt(gt_source, backend), sets, backend)  # before the children fork: they inherit it
+        _FORKED = (gt, sets, backend)  # before the children fork: they read it without pickling
         try:
+            context = multiprocessing.get_context("fork")
             with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
                 return list(pool.map(_evaluate_forked, range(len(sets))))
         finally:
             _FORKED = None
-    gt = load_gt(gt_source, backend)
     return [box_ap(gt, detections, backend) for detections in sets]
 
 
@@ -154,9 +163,7 @@ class PerStageCOCOEvaluator(DatasetEvaluator):
         self._dataset_name = dataset_name
         self._output_dir = output_dir
         self._backend = backend
-        self._metadata = MetadataCatalog.get(dataset_name)
-        mapping = getattr(self._metadata, "thing_dataset_id_to_contiguous_id", {}) or {}
-        self._to_dataset_id = {v: k for k, v in mapping.items()}
+        self._to_dataset_id = contiguous_to_dataset_ids(dataset_name)
         self._detections: Dict[str, list] = {}
         self._image_numbers: Optional[Dict] = None  # string image id -> integer, built at the first string id
         self._gt_dict: Optional[dict] = None  # the ground truth as a dict, read when string ids need it
@@ -210,7 +217,7 @@ class PerStageCOCOEvaluator(DatasetEvaluator):
             # This process may have seen integer ids only, where another saw strings: the numbers from the truth.
             source = with_integer_image_ids(gt, self._image_numbers or dataset_image_numbers(gt))
         else:
-            source = self._ground_truth_source()
+            source = ground_truth_source(self._dataset_name)
         results = OrderedDict(zip(names, evaluate_sets(source, [detections[n] for n in names], self._backend)))
         logger.info(
             "Per-stage box AP on %s (columns: AP at each IoU threshold):\n%s",
@@ -222,17 +229,10 @@ class PerStageCOCOEvaluator(DatasetEvaluator):
         # One level of keys, as Detectron2's printing and result checks expect: "stage0/AP", "ensemble/AP@0.90".
         return {"per_stage_bbox": {f"{name}/{k}": v for name, r in results.items() for k, v in r.items()}}
 
-    def _ground_truth_source(self):
-        """The ground truth's json file, or (for a dataset registered without one) its COCO-format dict."""
-        json_file = getattr(self._metadata, "json_file", None)
-        if json_file and os.path.isfile(json_file):
-            return json_file
-        return convert_to_coco_dict(self._dataset_name)
-
     def _ground_truth_dict(self) -> dict:
         """The ground truth as a COCO-format dict, read once per evaluator."""
         if self._gt_dict is None:
-            source = self._ground_truth_source()
+            source = ground_truth_source(self._dataset_name)
             if not isinstance(source, dict):
                 with open(source) as f:
                     source = json.load(f)

@@ -42,13 +42,14 @@ class BoxGroundTruth:
     def __init__(self, dataset: dict):
         self.image_ids = np.array(sorted({int(im["id"]) for im in dataset.get("images", [])}), dtype=np.int64)
         self.category_ids = np.array(sorted({int(c["id"]) for c in dataset.get("categories", [])}), dtype=np.int64)
-        anns = [
-            a
-            for a in dataset.get("annotations", [])
-            if _member(self.image_ids, a["image_id"]) and _member(self.category_ids, a["category_id"])
-        ]
-        image = np.searchsorted(self.image_ids, np.array([int(a["image_id"]) for a in anns], dtype=np.int64))
-        category = np.searchsorted(self.category_ids, np.array([int(a["category_id"]) for a in anns], dtype=np.int64))
+        anns = dataset.get("annotations", [])
+        image, known_image = _lookup(self.image_ids, np.array([int(a["image_id"]) for a in anns], dtype=np.int64))
+        category, known_category = _lookup(
+            self.category_ids, np.array([int(a["category_id"]) for a in anns], dtype=np.int64)
+        )
+        evaluated = np.flatnonzero(known_image & known_category)
+        anns = [anns[i] for i in evaluated]
+        image, category = image[evaluated], category[evaluated]
         boxes = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
         area = np.array([a.get("area", b[2] * b[3]) for a, b in zip(anns, boxes)], dtype=np.float64)
         crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)
@@ -66,9 +67,12 @@ class BoxGroundTruth:
         self.pairs, self.pair_start, self.pair_count = np.unique(self.pair, return_index=True, return_counts=True)
 
 
-def _member(sorted_ids: np.ndarray, value) -> bool:
-    i = np.searchsorted(sorted_ids, int(value))
-    return bool(i < len(sorted_ids) and sorted_ids[i] == int(value))
+def _lookup(sorted_ids: np.ndarray, values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(the position of each of `values` in `sorted_ids`, whether it is there at all)."""
+    index = np.searchsorted(sorted_ids, values)
+    if not len(sorted_ids):
+        return index, np.zeros(len(values), dtype=bool)
+    return index, sorted_ids[np.minimum(index, len(sorted_ids) - 1)] == values
 
 
 def _box_iou(dt: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
@@ -90,9 +94,7 @@ def _match(gt: BoxGroundTruth, pair_of: np.ndarray, rank: np.ndarray, boxes: np.
     n, t_count, a_count = len(boxes), len(IOU_THRESHOLDS), len(AREA_RANGES)
     matched = np.zeros((n, t_count, a_count), dtype=bool)
     ignored = np.zeros((n, t_count, a_count), dtype=bool)
-    where = np.searchsorted(gt.pairs, pair_of)
-    where = np.minimum(where, max(len(gt.pairs) - 1, 0))
-    has_gt = (gt.pairs[where] == pair_of) if len(gt.pairs) else np.zeros(n, dtype=bool)
+    where, has_gt = _lookup(gt.pairs, pair_of)
     if has_gt.any():
         thresholds = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)[None, :, None, None]
         # Pairs with ground truth, bucketed by their number of boxes (padded to a power of two), so that one image
@@ -222,18 +224,13 @@ def evaluate_box_rows(gt: BoxGroundTruth, rows: np.ndarray) -> Tuple[np.ndarray,
     "Results do not correspond to current coco set")."""
     rows = np.asarray(rows, dtype=np.float64).reshape(-1, 7)
     image_ids = rows[:, 0].astype(np.int64)
-    image = np.searchsorted(gt.image_ids, image_ids)
-    known = (image < len(gt.image_ids)) & (gt.image_ids[np.minimum(image, len(gt.image_ids) - 1)] == image_ids)
+    image, known = _lookup(gt.image_ids, image_ids)
     if not known.all():
         raise ValueError(
             f"{int((~known).sum())} detections are of images the ground truth does not have, e.g. image id "
             f"{int(image_ids[~known][0])}"
         )
-    category_ids = rows[:, 6].astype(np.int64)
-    category = np.searchsorted(gt.category_ids, category_ids)
-    evaluated = (category < len(gt.category_ids)) & (
-        gt.category_ids[np.minimum(category, len(gt.category_ids) - 1)] == category_ids
-    )  # as COCOeval: detections of other categories are not evaluated
+    category, evaluated = _lookup(gt.category_ids, rows[:, 6].astype(np.int64))  # other categories: not evaluated
     rows, image, category = rows[evaluated], image[evaluated], category[evaluated]
     scores = rows[:, 5]
     # by image, category, score (highest first; ties in the results' order)
