@@ -4,6 +4,7 @@
 import argparse
 import json
 import os
+import platform
 import time
 
 from cascade_det.weights import atomic_write
@@ -22,10 +23,31 @@ def write_results(report: dict, path: str) -> str:
     return path
 
 
+def machine() -> str:
+    """The CPU the numbers come from, as a table's caption names it: model, cores, and the vector instructions that
+    decide fp32 and int8 speed (AVX-512, VNNI), from /proc/cpuinfo where there is one."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+    except OSError:
+        pass
+    vector = [name for name, flag in (("AVX2", "avx2"), ("AVX-512", "avx512f")) if flag in flags]
+    vnni = "VNNI" if flags & {"avx512_vnni", "avx_vnni"} else "no VNNI"
+    return f"{model}, {os.cpu_count()} cores, {'/'.join(vector) or 'no AVX2'}, {vnni}"
+
+
 def benchmark_main(parse_args, benchmark, print_table, argv=None) -> dict:
-    """parse_args(argv) -> benchmark(args) -> print_table(results), and the results written to --json if given."""
+    """parse_args(argv) -> benchmark(args) -> print_table(results), and the results written to --json if given;
+    the results name the machine (`machine()`)."""
     args = parse_args(argv)
-    results = benchmark(args)
+    results = {"machine": machine(), **benchmark(args)}
+    print(f"machine: {results['machine']}")
     print_table(results)
     if args.json:
         write_results(results, args.json)

@@ -309,6 +309,41 @@ def profile_components(model, batch, args):
     return out
 
 
+def component_gflop(model, batch, args):
+    """GFLOP (2 x multiply-accumulates) of the convolutions and fully connected layers of one inference of `model`,
+    per component of `profile_components`: with its times, the arithmetic rate each part reaches (GFLOP/s), i.e. how
+    close to the CPU's peak it already runs and so how much an eager change with the same arithmetic can gain."""
+    counts, handles = {}, []
+
+    def component(name):
+        parts = name.split(".")
+        if parts[0] == "backbone":
+            return "backbone"
+        if parts[0] == "proposal_generator":
+            return "rpn"
+        if parts[0] == "roi_heads" and len(parts) > 2 and parts[1] in ("box_head", "box_predictor"):
+            return f"stage{parts[2]}.{'box_head' if parts[1] == 'box_head' else 'predictor'}"
+        return "other"
+
+    def add(module, key):
+        def count(mod, _inputs, output):
+            if isinstance(mod, torch.nn.Conv2d):
+                macs = output.numel() * mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
+            else:
+                macs = output.numel() * mod.in_features
+            counts[key] = counts.get(key, 0.0) + 2 * macs / 1e9
+
+        handles.append(module.register_forward_hook(count))
+
+    for name, module in model.named_modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+            add(module, component(name))
+    infer_fn(model, batch, args)()
+    for h in handles:
+        h.remove()
+    return counts
+
+
 def loader_images_per_s(cfg, seconds=3.0):
     """Images/s of Detectron2's training loader alone on the embedded dataset (mapper, augmentation, batching)."""
     from detectron2.data import build_detection_train_loader
@@ -399,6 +434,7 @@ def benchmark(args):
             "outputs_vs_builtin": outputs_vs_builtin,
             "profile_ours+fold+cl": profile_components(models["ours+fold+cl"], batch[:1], args),
             "profile_builtin": profile_components(models["builtin"], batch[:1], args),
+            "gflop_ours+fold+cl": component_gflop(models["ours+fold+cl"], batch[:1], args),
         }
     if not args.smoke:
         results["loader_images_per_s"] = loader_images_per_s(cfg)
@@ -435,6 +471,14 @@ def print_table(results):
         for which in ("profile_builtin", "profile_ours+fold+cl"):
             parts = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in r[which].items())
             print(f"{size} {which.split('_', 1)[1]} inference b=1: {parts}")
+        profile, gflop = r["profile_ours+fold+cl"], r.get("gflop_ours+fold+cl", {})
+        rates = ", ".join(
+            f"{k} {g:.1f} GFLOP in {profile[k] * 1000:.0f} ms = {g / profile[k]:.0f} GFLOP/s"
+            for k, g in gflop.items()
+            if k in profile and profile[k] > 0
+        )
+        if rates:
+            print(f"{size} ours+fold+cl arithmetic rate (convolutions and fc layers): {rates}")
     if "loader_images_per_s" in results:
         print(f"data loader alone (embedded dataset, 2 workers): {results['loader_images_per_s']:.0f} images/s")
 

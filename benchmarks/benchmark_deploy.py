@@ -19,6 +19,10 @@ Variants, timed interleaved inside every repeat so that machine noise hits them 
   onnxruntime int8     model.onnx quantised by cascade_det.quantize (static int8, calibrated on
                        --calibration-images synthetic images of the first size; speed only: the synthetic model's
                        AP means nothing, --accuracy WEIGHTS measures the AP of a trained model's files)
+  openvino, openvino int8   (--openvino; needs `pip install openvino`) the same two files run by OpenVINO's CPU
+                       plugin instead of onnxruntime, compiled once per image size: OpenVINO's shape inference
+                       rejects the FPN's top-down addition with the height and width left dynamic (2026.4), so
+                       each size gets the file's graph with a static input shape
 Each exported variant's detections are compared with ours (cascade_det.export.compare: boxes within 0.05 px,
 scores within 1e-3) and every variant's with the built-in's (same class, IoU > 0.99, score within 1e-3).
 Output: a table with ratios against ours and against the built-in, and --json PATH (never overwritten).
@@ -52,8 +56,14 @@ def parse_args(argv=None):
     p.add_argument("--calibration-images", type=int, default=8, help="synthetic images the int8 file is calibrated on")
     p.add_argument("--accuracy", default="", help="quickstart weights (or 'train') to measure the int8 file's AP with")
     p.add_argument("--accuracy-calibration-images", type=int, default=200)
+    p.add_argument("--openvino", action="store_true", help="also run both ONNX files with OpenVINO")
     p.add_argument("--smoke", action="store_true", help="R-18, 64x64 and 96x64 images, 1 repeat: seconds")
     args = p.parse_args(argv)
+    if args.openvino:
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            p.error("--openvino needs the openvino package (pip install openvino); run without --openvino otherwise")
     if args.smoke:
         args.sizes, args.iters, args.warmup, args.repeats = ["64x64", "96x64"], 1, 1, 1
         args.calibration_images = 2
@@ -89,6 +99,9 @@ def build_variants(args):
             name: load_exported(path, torch.get_num_threads()) if path.endswith(".onnx") else load_exported(path)
             for name, path in paths.items()
         }
+        if args.openvino:
+            exported["openvino"] = openvino_runner(onnx_path, torch.get_num_threads())
+            exported["openvino int8"] = openvino_runner(int8_path, torch.get_num_threads())
         file_mb = {name: os.path.getsize(path) / 2**20 for name, path in paths.items()}
 
     def eager(model):
@@ -105,6 +118,32 @@ def build_variants(args):
         **exported,
     }
     return variants, ours, builtin, file_mb
+
+
+def openvino_runner(path: str, threads: int):
+    """The ONNX file at `path` as a function of one image tensor, run by OpenVINO's CPU plugin: the graph is read
+    now (the file may go), compiled with a static input shape at the first image of each size (see the module
+    docstring for why static)."""
+    import openvino
+
+    core = openvino.Core()
+    graph = core.read_model(path)
+    compiled = {}
+
+    def run(image: torch.Tensor):
+        shape = tuple(image.shape)
+        if shape not in compiled:
+            model = graph.clone()
+            model.reshape({"image": list(shape)})
+            network = core.compile_model(
+                model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+            )
+            compiled[shape] = (network.create_infer_request(), len(network.outputs))
+        request, outputs = compiled[shape]
+        request.infer({"image": image.numpy()})
+        return [request.get_output_tensor(i).data.copy() for i in range(outputs)]
+
+    return run
 
 
 def same_as_builtin(run, reference, image) -> float:
@@ -131,12 +170,8 @@ def benchmark(args):
     variants, ours, builtin, file_mb = build_variants(args)
     results = {"device": "cpu", "torch": torch.__version__, "threads": torch.get_num_threads(), "sizes": {}}
     results["file_mb"] = file_mb
-    try:
-        import onnxruntime
-
-        results["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        pass
+    for runtime in ("onnxruntime", "openvino") if args.openvino else ("onnxruntime",):  # both needed by now
+        results[runtime] = __import__(runtime).__version__
     for size in args.sizes:
         w, h = (int(v) for v in size.split("x"))
         image = bench.synthetic_batch(w, h, 1, 1, "cpu", seed=w * h)[0]["image"]
@@ -145,9 +180,9 @@ def benchmark(args):
             (reference,) = builtin.inference([{"image": image}], do_postprocess=False)
         for name, run in variants.items():
             checks[name] = {"same_as_builtin": same_as_builtin(run, reference, image)}
-            if name in ("torchscript", "onnxruntime"):
+            if name in ("torchscript", "onnxruntime", "openvino"):
                 checks[name]["vs_ours"] = compare(ours, run, image)
-            if name == "onnxruntime int8":
+            if name.endswith(" int8"):
                 checks[name]["vs_fp32"] = detection_overlap(variants["onnxruntime"], run, image)
         with torch.no_grad():
             checks["detections"] = len(ExportableDetector(ours)(image)[0])
@@ -215,7 +250,9 @@ def int8_accuracy(args, folder):
 
 def print_table(results):
     print(
-        f"CPU, torch {results['torch']}, onnxruntime {results.get('onnxruntime', '-')}, {results['threads']} threads; "
+        f"CPU, torch {results['torch']}, onnxruntime {results.get('onnxruntime', '-')}"
+        + (f", openvino {results['openvino']}" if "openvino" in results else "")
+        + f", {results['threads']} threads; "
         "single image; medians; ratio = other's time / variant's time (>1: the variant is faster)"
     )
     header = "| size | variant | latency median / p90 (s) | vs ours eager | vs builtin | same detections |"

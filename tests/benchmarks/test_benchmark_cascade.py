@@ -32,6 +32,15 @@ def test_smoke_run_prints_the_table_and_writes_json(tmp_path):
         outputs = results["sizes"][size]["outputs_vs_builtin"]
         assert outputs["ours"]["detections"] > 0 and outputs["ours"]["matched_fraction"] > 0.9
         assert results["sizes"][size]["profile_builtin"]["total"] > 0
+        # Arithmetic per component: every stage's 2-fc box head runs on the same R RoIs at inference, each
+        # 2 x (256*7*7 x 1024 + 1024 x 1024) multiply-accumulates, so the count is that times a whole R.
+        gflop = results["sizes"][size]["gflop_ours+fold+cl"]
+        per_roi = 2 * (256 * 7 * 7 * 1024 + 1024 * 1024) / 1e9
+        heads = [gflop[f"stage{t}.box_head"] for t in range(3)]
+        rois = heads[0] / per_roi
+        assert heads[0] == heads[1] == heads[2] and rois >= 1 and abs(rois - round(rois)) < 1e-6, heads
+        assert gflop["backbone"] > gflop["rpn"] > 0
+    assert "cores" in results["machine"] and "machine: " in out.stdout
     # An existing JSON file is never overwritten.
     run_benchmark("benchmark_cascade.py", "--smoke", "--no-train", "--json", str(path))
     assert len(list(tmp_path.glob("bench*.json"))) == 2
