@@ -256,9 +256,41 @@ def check_equal_outputs(models, batch, args):
     return report
 
 
+def components(model) -> dict:
+    """name -> module of the parts `profile_components` times and counts: backbone, rpn, and per stage its box
+    head and predictor."""
+    heads = model.roi_heads
+    parts = {"backbone": model.backbone, "rpn": model.proposal_generator}
+    for t, (head, predictor) in enumerate(zip(heads.box_head, heads.box_predictor)):
+        parts[f"stage{t}.box_head"], parts[f"stage{t}.predictor"] = head, predictor
+    return parts
+
+
+def count_gflop(model, counts: dict) -> list:
+    """Hooks that add, per part of `components(model)`, the GFLOP (2 x multiply-accumulates) of its convolutions
+    and fully connected layers to `counts` at each forward; returns the handles. With the parts' times, the
+    arithmetic rate each part reaches (GFLOP/s), i.e. how close to the CPU's peak it already runs and so how much
+    an eager change with the same arithmetic can gain."""
+
+    def count(mod, _inputs, output, key):
+        if isinstance(mod, torch.nn.Conv2d):
+            macs = output.numel() * mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
+        else:
+            macs = output.numel() * mod.in_features
+        counts[key] = counts.get(key, 0.0) + 2 * macs / 1e9
+
+    return [
+        m.register_forward_hook(lambda mod, i, o, key=key: count(mod, i, o, key))
+        for key, part in components(model).items()
+        for m in part.modules()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+    ]
+
+
 def profile_components(model, batch, args):
-    """Seconds per component of one inference of `model` (hooks; CUDA synchronised at each boundary)."""
-    marks, handles = {}, []
+    """(seconds, GFLOP) per component of one inference of `model` (hooks; CUDA synchronised at each boundary):
+    the GFLOP counted in the untimed first run (`count_gflop`), the seconds in the second."""
+    marks, handles, gflop = {}, [], {}
 
     def sync():
         if args.device == "cuda":
@@ -276,16 +308,15 @@ def profile_components(model, batch, args):
         handles.append(module.register_forward_pre_hook(pre))
         handles.append(module.register_forward_hook(post))
 
-    heads = model.roi_heads
-    add(model.backbone, "backbone")
-    add(model.proposal_generator, "rpn")
-    add(heads, "roi_heads")
-    add(heads.box_pooler, "box_pooler")
-    for t, (head, predictor) in enumerate(zip(heads.box_head, heads.box_predictor)):
-        add(head, f"stage{t}.box_head")
-        add(predictor, f"stage{t}.predictor")
+    for name, part in components(model).items():
+        add(part, name)
+    add(model.roi_heads, "roi_heads")
+    add(model.roi_heads.box_pooler, "box_pooler")
     run = infer_fn(model, batch, args)
+    counters = count_gflop(model, gflop)
     run()
+    for h in counters:
+        h.remove()
     marks.clear()
     sync()
     start = time.perf_counter()
@@ -306,42 +337,7 @@ def profile_components(model, batch, args):
         total - out["backbone"] - out["rpn"] - inner - out["roi_heads.other (sampling, box decoding, post-process)"]
     )
     out["total"] = total
-    return out
-
-
-def component_gflop(model, batch, args):
-    """GFLOP (2 x multiply-accumulates) of the convolutions and fully connected layers of one inference of `model`,
-    per component of `profile_components`: with its times, the arithmetic rate each part reaches (GFLOP/s), i.e. how
-    close to the CPU's peak it already runs and so how much an eager change with the same arithmetic can gain."""
-    counts, handles = {}, []
-
-    def component(name):
-        parts = name.split(".")
-        if parts[0] == "backbone":
-            return "backbone"
-        if parts[0] == "proposal_generator":
-            return "rpn"
-        if parts[0] == "roi_heads" and len(parts) > 2 and parts[1] in ("box_head", "box_predictor"):
-            return f"stage{parts[2]}.{'box_head' if parts[1] == 'box_head' else 'predictor'}"
-        return "other"
-
-    def add(module, key):
-        def count(mod, _inputs, output):
-            if isinstance(mod, torch.nn.Conv2d):
-                macs = output.numel() * mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
-            else:
-                macs = output.numel() * mod.in_features
-            counts[key] = counts.get(key, 0.0) + 2 * macs / 1e9
-
-        handles.append(module.register_forward_hook(count))
-
-    for name, module in model.named_modules():
-        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
-            add(module, component(name))
-    infer_fn(model, batch, args)()
-    for h in handles:
-        h.remove()
-    return counts
+    return out, gflop
 
 
 def loader_images_per_s(cfg, seconds=3.0):
@@ -429,12 +425,13 @@ def benchmark(args):
                 s["peak_mem_train_mb"] = row["mem_train"] / 2**20
             summary[name] = s
         progress(f"{size}: profiling components")
+        profile, gflop = profile_components(models["ours+fold+cl"], batch[:1], args)
         results["sizes"][size] = {
             "variants": summary,
             "outputs_vs_builtin": outputs_vs_builtin,
-            "profile_ours+fold+cl": profile_components(models["ours+fold+cl"], batch[:1], args),
-            "profile_builtin": profile_components(models["builtin"], batch[:1], args),
-            "gflop_ours+fold+cl": component_gflop(models["ours+fold+cl"], batch[:1], args),
+            "profile_ours+fold+cl": profile,
+            "profile_builtin": profile_components(models["builtin"], batch[:1], args)[0],
+            "gflop_ours+fold+cl": gflop,
         }
     if not args.smoke:
         results["loader_images_per_s"] = loader_images_per_s(cfg)
@@ -475,7 +472,7 @@ def print_table(results):
         rates = ", ".join(
             f"{k} {g:.1f} GFLOP in {profile[k] * 1000:.0f} ms = {g / profile[k]:.0f} GFLOP/s"
             for k, g in gflop.items()
-            if k in profile and profile[k] > 0
+            if profile[k] > 0
         )
         if rates:
             print(f"{size} ours+fold+cl arithmetic rate (convolutions and fc layers): {rates}")
