@@ -28,6 +28,7 @@ setup(
         "faster-coco-eval>=1.8,<1.9",  # the COCO evaluation backend (C++; pycocotools gives the same numbers)
         "submitit>=1.5,<1.6",  # reads SLURM's environment (node list) for multi-node launches
         "scipy",  # pairs exported detections with the eager model's (cascade_det.export)
+        "timm>=1.0.20,<1.1",  # the Swin Transformer and ConvNeXt backbones' modules (cascade_det.modeling.backbones)
     ],
     extras_require={
         "dev": ["pytest", "pytest-timeout"],

@@ -123,6 +123,36 @@ OPTIONS = [
         False,
         "inference also returns each stage's own detections (rows with field stage = t; the model's own: -1)",
     ),
+    # Backbones (yacs: build_swin_fpn_backbone / build_convnext_fpn_backbone; LazyConfig: the SwinTransformer /
+    # ConvNeXt arguments of the same name, lower case, whose keyword defaults these are: Swin-T and ConvNeXt-T).
+    *(
+        Option(f"MODEL.SWIN.{key}", None, default, meaning)
+        for key, default, meaning in (
+            ("EMBED_DIM", 96, "channels of the patch embedding (stage i has EMBED_DIM * 2**i)"),
+            ("DEPTHS", [2, 2, 6, 2], "blocks per stage"),
+            ("NUM_HEADS", [3, 6, 12, 24], "attention heads per stage"),
+            ("WINDOW_SIZE", 7, "attention window side, in tokens"),
+            ("MLP_RATIO", 4.0, "MLP hidden channels / channels"),
+            ("QKV_BIAS", True, "bias in the query, key, value projection"),
+            ("DROP_PATH_RATE", 0.2, "stochastic depth of the last block (linear from 0 over the blocks)"),
+            ("PATCH_SIZE", 4, "patch side, in pixels"),
+            ("OUT_FEATURES", ["p0", "p1", "p2", "p3"], "stages returned (strides 4, 8, 16, 32)"),
+            ("FROZEN_STAGES", -1, "-1 none; 0 the patch embedding; k also the first k stages"),
+            ("USE_CHECKPOINT", False, "activation checkpointing of every block (less memory in training)"),
+        )
+    ),
+    *(
+        Option(f"MODEL.CONVNEXT.{key}", None, default, meaning)
+        for key, default, meaning in (
+            ("DEPTHS", [3, 3, 9, 3], "blocks per stage"),
+            ("DIMS", [96, 192, 384, 768], "channels per stage"),
+            ("DROP_PATH_RATE", 0.4, "stochastic depth of the last block (linear from 0 over the blocks)"),
+            ("LAYER_SCALE_INIT_VALUE", 1.0, "initial layer scale"),
+            ("OUT_FEATURES", ["p0", "p1", "p2", "p3"], "stages returned (strides 4, 8, 16, 32)"),
+            ("FROZEN_STAGES", -1, "-1 none; 0 the stem; k also the first k stages"),
+            ("USE_CHECKPOINT", False, "activation checkpointing of every block (less memory in training)"),
+        )
+    ),
     # RPN (InsideAnchorsRPN: MMDetection's anchor assignment; LazyConfig: MaxIoUMatcher's argument of the same name).
     Option(
         "MODEL.RPN.LOW_QUALITY_MIN_IOU",

@@ -4,17 +4,22 @@
     python -m cascade_det.convert to-safetensors output/.../model_final.pth model_final.safetensors
 
 `convert_known_layouts` recognises, in a checkpoint being loaded, an MMDetection Cascade (Mask) R-CNN (converted as
-below) and a torchvision ImageNet ResNet file (`resnet50-*.pth`, the MMDetection recipe's initialisation: renamed
-for Detectron2's ResNet). Anything else is left to Detectron2's checkpointer (its own and Caffe2 layouts).
+below; ResNet, Swin or ConvNeXt backbone), a torchvision ImageNet ResNet file (`resnet50-*.pth`, the MMDetection
+recipe's initialisation: renamed for Detectron2's ResNet), a Swin or ConvNeXt ImageNet file (official, MMPretrain or
+timm layout; `cascade_det.backbone_layouts`) and a Detectron2 detector whose Swin backbone has the original layout
+(Detectron2 main's ViTDet-project checkpoints). Anything else is left to Detectron2's checkpointer (its own and
+Caffe2 layouts).
 
 The converted file loads with `train.init_checkpoint=` / `MODEL.WEIGHTS` into a config of MMDetection's recipe
 (`configs/COCO/cascade_rcnn_R_50_FPN_1x.py` and the configs derived from it). An MMDetection checkpoint can also be
 given there directly: `SafeDetectionCheckpointer` recognises its layout and converts it on load.
 
 What differs between the two frameworks, and how each is handled:
-  names        MMDetection v2/v3 `CascadeRCNN` (ResNet, FPN, RPNHead, Shared2FCBBoxHead, FCNMaskHead per stage) to
-               Detectron2's (`_MMDET_RENAMES` below); the ResNet uses torchvision's names, renamed as a torchvision
-               ImageNet file is.
+  names        MMDetection v2/v3 `CascadeRCNN` (ResNet / Swin / ConvNeXt, FPN, RPNHead, Shared2FCBBoxHead or
+               ConvFCBBoxHead (e.g. 4conv1fc, with its norm), FCNMaskHead per stage) to Detectron2's (`_MMDET_RENAMES`
+               below); the ResNet uses torchvision's names, renamed as a torchvision ImageNet file is; Swin and
+               ConvNeXt as `cascade_det.backbone_layouts` says (Swin-Transformer-Object-Detection and ConvNeXt's
+               detectors are MMDetection v2 files with the original backbones).
   box coder    MMDetection decodes deltas as `d * std + mean`, Detectron2 as `d / weight`. Our MMDetection-recipe
                configs use weight = 1 / std, so the regression layers carry over as they are. For a config with
                other weights, e.g. Detectron2's (10, 10, 5, 5), (20, 20, 10, 10), (30, 30, 15, 15) (not exactly the
@@ -38,6 +43,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
+from .backbone_layouts import backbone_layout, convert_backbone
 from .errors import add_debug_argument, exit_on_user_error
 from .outputs import check_writable
 from .weights import MODEL_METADATA_KEY, atomic_write, load_weights_file, model_metadata_of, save_safetensors
@@ -72,6 +78,14 @@ _MMDET_RENAMES = [
     (
         r"roi_head\.bbox_head\.(\d+)\.shared_fcs\.(\d+)\.(weight|bias)",
         lambda t, j, p: f"roi_heads.box_head.{t}.fc{int(j) + 1}.{p}",
+    ),
+    (
+        r"roi_head\.bbox_head\.(\d+)\.shared_convs\.(\d+)\.conv\.(weight|bias)",
+        lambda t, j, p: f"roi_heads.box_head.{t}.conv{int(j) + 1}.{p}",
+    ),
+    (  # ConvModule names its norm by type: bn (BN, SyncBN), gn (GroupNorm), ln
+        r"roi_head\.bbox_head\.(\d+)\.shared_convs\.(\d+)\.(?:bn|gn|ln)\.(weight|bias|running_mean|running_var)",
+        lambda t, j, p: f"roi_heads.box_head.{t}.conv{int(j) + 1}.norm.{p}",
     ),
     (r"roi_head\.bbox_head\.(\d+)\.fc_cls\.(weight|bias)", lambda t, p: f"roi_heads.box_predictor.{t}.cls_score.{p}"),
     (r"roi_head\.bbox_head\.(\d+)\.fc_reg\.(weight|bias)", lambda t, p: f"roi_heads.box_predictor.{t}.bbox_pred.{p}"),
@@ -112,6 +126,14 @@ def torchvision_resnet_to_detectron2(weights: Dict[str, torch.Tensor], prefix: s
     return out
 
 
+def backbone_to_detectron2(weights: Dict[str, torch.Tensor], prefix: str = "backbone.bottom_up.") -> Dict:
+    """A detector's backbone state dict (without "backbone.": ResNet in torchvision's names, or Swin / ConvNeXt in
+    a layout `cascade_det.backbone_layouts` knows) renamed to our model's, under `prefix`."""
+    if backbone_layout(weights):
+        return {prefix + k: v for k, v in convert_backbone(weights).items()}
+    return torchvision_resnet_to_detectron2({k: torch.as_tensor(v) for k, v in weights.items()}, prefix)
+
+
 def convert_known_layouts(checkpoint: Dict, model: Optional[torch.nn.Module] = None) -> Dict:
     """`checkpoint` (as `load_weights_file` returns it) with an MMDetection cascade or a torchvision ResNet state
     dict converted to Detectron2's names; any other checkpoint unchanged. `model` supplies the cascade stages'
@@ -127,10 +149,32 @@ def convert_known_layouts(checkpoint: Dict, model: Optional[torch.nn.Module] = N
         stds = MMDET_CASCADE_TARGET_STDS[: len(bbox_reg_weights)]
         return {"model": mmdet_to_detectron2(weights, stds, bbox_reg_weights), "__author__": "MMDetection"}
     weights = checkpoint["model"]
-    if isinstance(weights, dict) and "fc.weight" in weights and "layer1.0.conv1.weight" in weights:
+    if not isinstance(weights, dict):
+        return checkpoint
+    if "fc.weight" in weights and "layer1.0.conv1.weight" in weights:
         logger.info("Reading torchvision ImageNet ResNet weights; renaming them for the Detectron2 backbone")
         return {"model": torchvision_resnet_to_detectron2(weights), "__author__": "torchvision"}
+    # An ImageNet Swin / ConvNeXt file: its own names, or MMPretrain's classifier (backbone.* and head.*).
+    classifier = {k[len("backbone.") :]: v for k, v in weights.items() if k.startswith("backbone.")}
+    for candidate in (weights, classifier):
+        layout = backbone_layout(candidate) if candidate else None
+        if layout:
+            logger.info("Reading a %s backbone file (%s layout); renaming it for our backbone", *layout_names(layout))
+            return {"model": backbone_to_detectron2(candidate), "__author__": layout}
+    # A Detectron2 detector with the original Swin layout in its bottom-up network (Detectron2 main's SwinTransformer).
+    bottom_up = {k[len("backbone.bottom_up.") :]: v for k, v in weights.items() if k.startswith("backbone.bottom_up.")}
+    if bottom_up and backbone_layout(bottom_up) == "swin-original":
+        logger.info("Reading a Detectron2 detector with the original Swin layout; renaming its backbone")
+        renamed = {k: v for k, v in weights.items() if not k.startswith("backbone.bottom_up.")}
+        return {**checkpoint, "model": {**renamed, **backbone_to_detectron2(bottom_up)}}
     return checkpoint
+
+
+def layout_names(layout: str) -> Tuple[str, str]:
+    """(network, layout) for a log line: ("Swin", "original"), ("ConvNeXt", "official / MMPretrain / timm"), ..."""
+    network, _, style = layout.partition("-")
+    names = {"swin": "Swin", "convnext": "ConvNeXt", "timm": "Swin or ConvNeXt"}
+    return names[network], {"original": "original", "mmdet": "MMDetection 3", "": "official / MMPretrain / timm"}[style]
 
 
 def is_mmdet_state_dict(weights: Dict) -> bool:
@@ -151,13 +195,14 @@ def mmdet_to_detectron2(
     Raises KeyError for a parameter it does not know (another detector or head type), naming it, rather than
     dropping it silently; ValueError when the number of stages differs from the stds/weights given.
     """
-    out, box_stages = {}, set()
+    out, box_stages = (
+        backbone_to_detectron2({k[len("backbone.") :]: v for k, v in weights.items() if k.startswith("backbone.")}),
+        set(),
+    )
     for key, value in weights.items():
         value = torch.as_tensor(value)
-        if key.endswith("num_batches_tracked"):
+        if key.endswith("num_batches_tracked") or key.startswith("backbone."):
             continue
-        if key.startswith("backbone."):
-            ((name, value),) = torchvision_resnet_to_detectron2({key[len("backbone.") :]: value}).items()
         else:
             for pattern, rename in _MMDET_RENAMES:
                 if m := pattern.match(key):
@@ -165,8 +210,9 @@ def mmdet_to_detectron2(
                     break
             else:
                 raise KeyError(
-                    f"{key} is not a parameter of MMDetection's Cascade R-CNN (ResNet, FPN, RPNHead, "
-                    "Shared2FCBBoxHead, FCNMaskHead); other architectures are not supported by this converter"
+                    f"{key} is not a parameter of MMDetection's Cascade R-CNN (ResNet / Swin / ConvNeXt, FPN, "
+                    "RPNHead, Shared2FCBBoxHead / ConvFCBBoxHead with shared convs and fcs, FCNMaskHead); other "
+                    "architectures are not supported by this converter"
                 )
             if ".bbox_pred." in name:
                 box_stages.add(int(name.split(".")[2]))

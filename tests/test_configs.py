@@ -24,11 +24,13 @@ LAZY_CONFIGS = sorted(
 
 
 def on_embedded_dataset(cfg):
-    """The config with the embedded dataset substituted for its own and images of at most 128 px, batch 1."""
+    """The config with the embedded dataset substituted for its own, images of at most 128 px, batch 1 and 64 RoIs
+    per image (the 4conv1fc heads of the Swin / ConvNeXt recipes cost 30 GFLOP per stage at 512)."""
     cfg.dataloader.train.dataset.names = "cascade_shapes_train"
     cfg.dataloader.test.dataset.names = "cascade_shapes_val"
     cfg.dataloader.train.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=96, max_size=128)]
     cfg.dataloader.train.update(total_batch_size=1, num_workers=0)
+    cfg.model.roi_heads.batch_size_per_image = 64
     if cfg.model.roi_heads.num_classes is None:  # configs/Custom: set from the datasets when the run is set up
         cfg.model.roi_heads.num_classes = 4
     return cfg
@@ -231,6 +233,64 @@ def test_coco_1x_config_is_mmdetection_recipe():
     assert len(multi_scale.model.roi_heads.mask_head) == 3 and multi_scale.train.max_iter == 36 * 7330
     heads = instantiate(multi_scale.model.roi_heads)
     assert heads.mask_per_stage and heads.mask_head[0].predictor.out_channels == 80
+
+
+BACKBONE_RECIPES = {  # config -> (backbone class, some of its published size's arguments)
+    "configs/COCO/cascade_mask_rcnn_swin_T_FPN_3x.py": ("SwinTransformer", {"embed_dim": 96, "depths": [2, 2, 6, 2]}),
+    "configs/COCO/cascade_mask_rcnn_swin_S_FPN_3x.py": ("SwinTransformer", {"depths": [2, 2, 18, 2]}),
+    "configs/COCO/cascade_mask_rcnn_swin_B_FPN_3x.py": ("SwinTransformer", {"embed_dim": 128, "drop_path_rate": 0.3}),
+    "configs/COCO/cascade_mask_rcnn_convnext_T_FPN_3x.py": (
+        "ConvNeXt",
+        {"depths": [3, 3, 9, 3], "drop_path_rate": 0.4},
+    ),
+    "configs/COCO/cascade_mask_rcnn_convnext_S_FPN_3x.py": (
+        "ConvNeXt",
+        {"depths": [3, 3, 27, 3], "drop_path_rate": 0.6},
+    ),
+    "configs/COCO/cascade_mask_rcnn_convnext_B_FPN_3x.py": ("ConvNeXt", {"dims": [128, 256, 512, 1024]}),
+}
+
+
+@pytest.mark.parametrize("path", sorted(BACKBONE_RECIPES))
+def test_backbone_recipes_are_the_published_ones(path):
+    """The Swin-Transformer-Object-Detection / ConvNeXt recipes: their backbone sizes, 4conv1fc SyncBN heads with
+    class-specific GIoU regression (x10), per-stage mask heads, multi-scale crops, 36 epochs (27, 33), AMP, AdamW
+    with the weight decay (and for ConvNeXt the layer-wise lr) of their optimizer constructors."""
+    cfg = load_config(os.path.join(ROOT, path))
+    cls, arguments = BACKBONE_RECIPES[path]
+    bottom_up = cfg.model.backbone.bottom_up
+    assert bottom_up._target_.__name__ == cls and all(bottom_up[k] == v for k, v in arguments.items())
+    heads = cfg.model.roi_heads
+    assert [list(h.conv_dims) for h in heads.box_heads] == [[256] * 4] * 3 and heads.box_heads[0].conv_norm == "SyncBN"
+    assert [list(h.fc_dims) for h in heads.box_heads] == [[1024]] * 3
+    for predictor in heads.box_predictors:
+        assert predictor.cls_agnostic_bbox_reg is False and predictor.box_reg_loss_type == "giou"
+        assert predictor.loss_weight == {"loss_box_reg": 10.0}
+    assert len(heads.mask_head) == 3 and heads.stage_sampling == "resample"
+    assert cfg.dataloader.train.mapper.augmentations[1]._target_.__name__ == "RandomChoice"
+    assert cfg.train.max_iter == 36 * 7330 and list(cfg.lr_multiplier.scheduler.milestones)[:2] == [
+        27 * 7330,
+        33 * 7330,
+    ]
+    assert cfg.train.amp.enabled and cfg.optimizer._target_ is torch.optim.AdamW
+    assert cfg.optimizer.weight_decay == 0.05 and cfg.optimizer.betas == (0.9, 0.999)
+    model = instantiate(cfg.model)
+    cfg.optimizer.params.model = model
+    optimizer = instantiate(cfg.optimizer)
+    settings = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    for name, p in model.named_parameters():
+        group, no_decay = settings[id(p)], name.endswith("relative_position_bias_table") or ".norm" in name
+        if cls == "SwinTransformer":
+            assert cfg.optimizer.lr == 1e-4 and group["lr"] == 1e-4
+            if "bottom_up" in name and no_decay:  # the backbone's LayerNorms and relative-position tables
+                assert group["weight_decay"] == 0.0, name
+            elif p.ndim > 1 and "bottom_up" in name:
+                assert group["weight_decay"] == 0.05, name
+        else:
+            assert cfg.optimizer.lr == 2e-4 and group["weight_decay"] == (0.0 if p.ndim == 1 else 0.05), name
+            assert group["lr"] <= 2e-4 and (group["lr"] < 2e-4) == (
+                "bottom_up.norm" not in name and "bottom_up" in name
+            )
 
 
 @pytest.mark.parametrize("path", LAZY_CONFIGS)

@@ -135,8 +135,8 @@ def test_box_coder_stds_become_detectron2_weights_per_class():
 
 
 def test_unknown_mmdetection_parameter_is_named_not_dropped():
-    with pytest.raises(KeyError, match="roi_head.bbox_head.0.shared_convs.0.conv.weight"):
-        mmdet_to_detectron2({"roi_head.bbox_head.0.shared_convs.0.conv.weight": torch.zeros(1)})
+    with pytest.raises(KeyError, match="roi_head.bbox_head.0.reg_convs.0.conv.weight"):
+        mmdet_to_detectron2({"roi_head.bbox_head.0.reg_convs.0.conv.weight": torch.zeros(1)})
 
 
 def test_stage_count_mismatch_is_an_error_naming_both_counts():

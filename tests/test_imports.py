@@ -15,6 +15,8 @@ LAYERS = {
     "image_ids": 0,
     "compat": 1,
     "weights": 1,
+    "backbone_layouts": 1,
+    "solver": 1,
     "tracing": 1,
     "modeling": 2,
     "data": 2,

@@ -1,6 +1,8 @@
-"""Data: the embedded shapes dataset (registered on import), dataset checks, the resumable training loader, and
-image decoding as the eye sees it (`images`, applied to Detectron2's reader on import)."""
+"""Data: the embedded shapes dataset (registered on import), dataset checks, the resumable training loader, image
+decoding as the eye sees it (`images`, applied to Detectron2's reader on import), and the augmentations the backbone
+recipes add to Detectron2's (`RandomChoice`)."""
 
+from .augmentations import RandomChoice
 from .checks import DatasetError, check_datasets
 from .datasets import EMBEDDED_DATASETS, embedded_root, ensure_embedded_split, register_embedded_datasets
 from .images import patch_detectron2_reader, to_8bit
@@ -12,6 +14,7 @@ patch_detectron2_reader()  # 16-bit and float images read as OpenCV reads them, 
 
 __all__ = [
     "EMBEDDED_DATASETS",
+    "RandomChoice",
     "SHAPE_CLASSES",
     "DatasetError",
     "ResumableTrainLoader",

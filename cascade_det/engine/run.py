@@ -160,13 +160,18 @@ class Run:
         return Run(cfg, self.style, _read_settings(self.style, cfg), self.notes + ((note,) if note else ()))
 
     def on_available_device(self) -> "Run":
-        """This run, or one on the CPU (with a note) when its config asks for CUDA on a machine without it."""
-        device = self.settings.device
-        if torch.cuda.is_available() or not device.startswith("cuda"):
-            return self
-        return self.replace(
-            device="cpu", note=f"No CUDA device: running on the CPU ({self.key('device')} was {device})"
-        )
+        """This run, or one on the CPU (with a note) when its config asks for CUDA on a machine without it; on the
+        CPU without mixed precision (Detectron2's AMPTrainer needs CUDA; the backbone recipes turn it on)."""
+        run, device = self, self.settings.device
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            run = run.replace(
+                device="cpu", note=f"No CUDA device: running on the CPU ({run.key('device')} was {device})"
+            )
+        if run.settings.amp and not run.settings.device.startswith("cuda"):
+            device = run.settings.device
+            note = f"Mixed precision needs CUDA: training in fp32 on {device} ({run.key('amp')} was True)"
+            run = run.replace(amp=False, note=note)
+        return run
 
     def roi_heads_class(self):
         """The class of the model's ROI heads (or its name, where it is not registered)."""

@@ -1,7 +1,8 @@
 """Models: the cascade ROI heads, the box predictors they are built from (registered on import), the RoI pooler,
-MMDetection's RPN anchor assignment, ResNet stages of any depth (`resnet_stages`), the speed options, and
-`lazy_cascade_stages` for LazyConfig files."""
+MMDetection's RPN anchor assignment, ResNet stages of any depth (`resnet_stages`), Swin Transformer and ConvNeXt
+backbones (`backbones`), the speed options, and `lazy_cascade_stages` for LazyConfig files."""
 
+from .backbones import ConvNeXt, SwinTransformer
 from .box_predictor import CASCADE_BOX_PREDICTOR_REGISTRY, CascadeOutputLayers, build_cascade_box_predictor
 from .cascade_roi_heads import CascadeRCNNROIHeads, check_cascade_stages, split_stage_detections
 from .lazy_stages import lazy_cascade_stages
@@ -16,10 +17,12 @@ __all__ = [
     "CascadeOutputLayers",
     "CascadeRCNNROIHeads",
     "CascadeRCNNWithTTA",
+    "ConvNeXt",
     "FastROIPooler",
     "FrozenStatsBatchNorm2d",
     "InsideAnchorsRPN",
     "MaxIoUMatcher",
+    "SwinTransformer",
     "build_cascade_box_predictor",
     "check_cascade_stages",
     "lazy_cascade_stages",

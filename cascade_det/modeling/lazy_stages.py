@@ -21,12 +21,16 @@ def lazy_cascade_stages(
     bbox_reg_weights: Sequence[Sequence[float]] = ((10, 10, 5, 5), (20, 20, 10, 10), (30, 30, 15, 15)),
     pooled_shape: ShapeSpec = _POOLED_SHAPE,
     fc_dims: Sequence[int] = (1024, 1024),
+    conv_dims: Sequence[int] = (),
+    conv_norm: str = "",
     predictor=None,
     **predictor_kwargs,
 ) -> dict:
     """The per-stage parts of `CascadeRCNNROIHeads` as LazyConfig nodes, one set per IoU threshold:
     `model.roi_heads.update(**lazy_cascade_stages(ious=[0.5, 0.6, 0.7, 0.75], bbox_reg_weights=[...]))`
-    changes the number of stages in one place. Defaults are the paper's (and both frameworks') 3 stages.
+    changes the number of stages in one place. Defaults are the paper's (and both frameworks') 3 stages with
+    2-fc box heads; `conv_dims` / `conv_norm` put convolutions before the fcs (MMDetection's 4conv1fc heads:
+    `conv_dims=[256] * 4, fc_dims=[1024], conv_norm="SyncBN"`).
     `predictor` is the box predictor class (default `CascadeOutputLayers`); `predictor_kwargs` go to each
     stage's predictor (e.g. `box_reg_loss_type="giou"`); the test score threshold defaults to 0.05, as in
     Detectron2's configs (`FastRCNNOutputLayers` itself defaults to 0)."""
@@ -35,7 +39,10 @@ def lazy_cascade_stages(
     predictor_kwargs = {"test_score_thresh": 0.05, **predictor_kwargs}
     return {
         "box_heads": [
-            L(FastRCNNConvFCHead)(input_shape=pooled_shape, conv_dims=[], fc_dims=list(fc_dims)) for _ in ious
+            L(FastRCNNConvFCHead)(
+                input_shape=pooled_shape, conv_dims=list(conv_dims), fc_dims=list(fc_dims), conv_norm=conv_norm
+            )
+            for _ in ious
         ],
         "box_predictors": [
             L(predictor)(

@@ -90,3 +90,14 @@ def test_a_run_keeps_its_own_copy_when_the_callers_config_changes_later():
     run = Run.of(yacs, world_size=1)
     yacs.SOLVER.MAX_ITER = 5
     assert run.cfg.SOLVER.MAX_ITER == run.settings.max_iter != 5
+
+
+def test_mixed_precision_on_the_cpu_trains_in_fp32_with_a_note_and_the_config_untouched():
+    """The backbone recipes turn AMP on; Detectron2's AMPTrainer needs CUDA. On the CPU the run turns it off and
+    says so (the caller's config keeps it on); on CUDA it stays."""
+    cfg = load_config(os.path.join(ROOT, "configs/COCO/cascade_mask_rcnn_swin_T_FPN_3x.py"), ["train.device=cpu"])
+    run = Run.of(cfg, world_size=8).on_available_device()
+    assert run.settings.amp is False and cfg.train.amp.enabled is True
+    assert any("Mixed precision needs CUDA" in n and "train.amp.enabled" in n for n in run.notes)
+    fp32 = Run.of(load_config(COCO_1X, ["train.device=cpu"]), world_size=8)
+    assert fp32.on_available_device().notes == fp32.notes
