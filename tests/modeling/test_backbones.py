@@ -46,6 +46,16 @@ def test_any_input_size_gives_each_stage_at_its_stride(kind, size):
 
 
 @pytest.mark.parametrize("kind", sorted(TINY))
+def test_stages_after_the_last_returned_one_are_not_kept(kind):
+    """They would be parameters without gradients, which DistributedDataParallel refuses."""
+    backbone = tiny(kind, out_features=["p0", "p1"], frozen_stages=4)
+    assert len(backbone._stages()) == 2 and list(backbone.output_shape()) == ["p0", "p1"]
+    out = backbone(torch.randn(1, 3, 64, 64))
+    assert list(out) == ["p0", "p1"]
+    assert not any(".2." in n or ".3." in n for n, _ in backbone._stages().named_parameters(prefix="s"))
+
+
+@pytest.mark.parametrize("kind", sorted(TINY))
 def test_frozen_stages_take_no_gradient_and_stay_in_eval_mode(kind):
     backbone = tiny(kind, frozen_stages=1)
     backbone.train()

@@ -56,8 +56,13 @@ class StagedBackbone(Backbone):
     def _set_outputs(self, stem: str, stages: str, channels: Sequence[int], norm: Callable[[int], nn.Module]) -> None:
         """Name the stem and the stages (attributes of the subclass: the module before the first stage, and the 4
         stages, each with the downsampling it begins with), declare each stage's channels, add `norm{i}` (built by
-        `norm(channels)`) for the returned stages, and freeze what `frozen_stages` says."""
+        `norm(channels)`) for the returned stages, drop the stages after the last returned one, and freeze what
+        `frozen_stages` says."""
         self._stem_name, self._stages_name = stem, stages
+        # Stages after the last returned one would be parameters without gradients (DistributedDataParallel refuses
+        # them): not kept.
+        last = max(STAGE_NAMES.index(f) for f in self._out_features)
+        setattr(self, stages, getattr(self, stages)[: last + 1])
         self._out_feature_channels = {n: int(c) for n, c in zip(STAGE_NAMES, channels) if n in self._out_features}
         self._out_feature_strides = {n: s for n, s in zip(STAGE_NAMES, STAGE_STRIDES) if n in self._out_features}
         for i, name in enumerate(STAGE_NAMES):
@@ -83,7 +88,7 @@ class StagedBackbone(Backbone):
         if self.frozen_stages < 0:
             return []
         modules = [self._stem()]
-        for i in range(self.frozen_stages):
+        for i in range(min(self.frozen_stages, len(self._stages()))):
             modules.append(self._stages()[i])
             if hasattr(self, f"norm{i}"):
                 modules.append(getattr(self, f"norm{i}"))
