@@ -143,3 +143,25 @@ def test_int8_export_names_a_wrong_calibration_source_before_writing(quickstart_
     with pytest.raises(InputError, match="holds no images"):
         main(args + ["--calibration", str(empty)])
     assert not os.path.exists(tmp_path / "out" / "model.onnx")
+
+
+@pytest.mark.parametrize("kind", ["swin", "convnext"])
+def test_swin_and_convnext_cascades_with_class_specific_boxes_export_to_onnx_for_any_size(kind, tmp_path):
+    """The backbone recipes (tiny widths; class-specific regression, per-stage mask heads): the ONNX file, traced on
+    one size, gives the eager detections and masks at sizes that are no multiple of the Swin window or of 32
+    (mmdeploy cannot export class-specific cascade regression: mmdeploy #2838, #2923)."""
+    from .test_convert_backbones import CASES, our_cascade
+
+    config, backbone, *_ = CASES[kind]
+    torch.manual_seed(0)
+    model = our_cascade(config, backbone)
+    assert model.roi_heads.box_predictor[0].bbox_pred.out_features == 4 * 80  # one box per class
+    with torch.no_grad():  # confident classes, so that the random model makes detections to compare
+        for predictor in model.roi_heads.box_predictor:
+            predictor.cls_score.bias.normal_(0, 2)
+    image = torch.randint(0, 255, (3, 128, 160), generator=torch.Generator().manual_seed(0)).float()
+    exported = load_exported(export(model, image, "onnx", str(tmp_path)))
+    for h, w in [(96, 200), (131, 77)]:
+        other = torch.nn.functional.interpolate(image[None], size=(h, w), mode="bilinear")[0].round()
+        diff = compare(model, exported, other)
+        assert diff["detections"] > 0 and within_tolerance(diff) and diff["masks"] < 1e-4, (kind, (h, w), diff)
