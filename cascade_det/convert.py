@@ -154,9 +154,11 @@ def convert_known_layouts(checkpoint: Dict, model: Optional[torch.nn.Module] = N
     if "fc.weight" in weights and "layer1.0.conv1.weight" in weights:
         logger.info("Reading torchvision ImageNet ResNet weights; renaming them for the Detectron2 backbone")
         return {"model": torchvision_resnet_to_detectron2(weights), "__author__": "torchvision"}
-    # An ImageNet Swin / ConvNeXt file: its own names, or MMPretrain's classifier (backbone.* and head.*).
-    classifier = {k[len("backbone.") :]: v for k, v in weights.items() if k.startswith("backbone.")}
-    for candidate in (weights, classifier):
+    # An ImageNet Swin / ConvNeXt file: its own names, or MMPretrain's classifier (backbone.* and head.*, inside the
+    # "state_dict" of an mmengine checkpoint).
+    inner = weights.get("state_dict") if isinstance(weights.get("state_dict"), dict) else weights
+    classifier = {k[len("backbone.") :]: v for k, v in inner.items() if k.startswith("backbone.")}
+    for candidate in (inner, classifier):
         layout = backbone_layout(candidate) if candidate else None
         if layout:
             logger.info("Reading a %s backbone file (%s layout); renaming it for our backbone", *layout_names(layout))

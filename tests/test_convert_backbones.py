@@ -195,3 +195,31 @@ def test_official_layout_is_renamed_as_timms_own_converter_renames_it(network):
     # Given as a checkpoint to load (the official files hold {"model": ...}), it is recognised and renamed.
     loaded = convert_known_layouts({"model": dict(official)})["model"]
     assert set(loaded) == {"backbone.bottom_up." + n for n in ours_names.values() if n}
+
+
+def test_mmpretrain_imagenet_checkpoint_loads_into_the_convnext_recipe(tmp_path):
+    """MMDetection's ConvNeXt config starts from MMPretrain's ImageNet file: an mmengine checkpoint whose
+    "state_dict" holds backbone.* (and the classifier's head.*). It loads into our recipe with every backbone
+    tensor matched (the classifier dropped) and the same values."""
+    mmdet_reference.load_config(MMDET_CONFIG)  # registers MMPretrain's models
+    from mmpretrain.models import ConvNeXt as MMPretrainConvNeXt
+
+    torch.manual_seed(0)
+    backbone = MMPretrainConvNeXt(
+        arch={"depths": CONVNEXT["depths"], "channels": CONVNEXT["dims"]}, gap_before_final_norm=True
+    )
+    state = {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
+    state["head.fc.weight"], state["head.fc.bias"] = torch.zeros(1000, 128), torch.zeros(1000)
+    path = str(tmp_path / "convnext-tiny_in1k.pth")
+    torch.save({"meta": {"epoch": 300}, "state_dict": state}, path)
+    ours = our_cascade(CASES["convnext"][0], CONVNEXT)
+    checkpointer = SafeDetectionCheckpointer(ours)
+    checkpointer.load(path)
+    report = checkpointer.last_load_report
+    bottom_up = {k for k in ours.state_dict() if k.startswith("backbone.bottom_up.")}
+    # A classifier has the last stage's norm only; the detection output norms of stages 0-2 start fresh.
+    fresh = {f"backbone.bottom_up.norm{i}.{p}" for i in range(3) for p in ("weight", "bias")}
+    assert bottom_up - set(report["matched"]) == fresh
+    assert not report["unexpected"] and not report["incorrect_shapes"]
+    conv = ours.backbone.bottom_up.stages[2].blocks[1].conv_dw.weight
+    torch.testing.assert_close(conv, state["backbone.stages.2.1.depthwise_conv.weight"])
