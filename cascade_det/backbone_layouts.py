@@ -16,11 +16,11 @@ final norm (`norm.*`) are dropped; the detection versions' output norms `norm0`.
 """
 
 import re
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
-__all__ = ["backbone_layout", "convert_backbone"]
+__all__ = ["LAYOUT_NAMES", "backbone_layout", "convert_backbone"]
 
 _DROPPED = re.compile(r"(^|\.)(relative_position_index|attn_mask)$|^(head|norm)\.")
 
@@ -72,12 +72,17 @@ def _convnext(key: str, value: torch.Tensor):
     return key, value
 
 
-_LAYOUTS: Dict[str, Callable] = {
-    "swin-original": _swin_original,
-    "swin-mmdet": _swin_mmdet,
-    "convnext": _convnext,
-    "timm": lambda key, value: (key, value),
+# Each layout: what it is (for log lines) and its renaming of one (key, tensor).
+_LAYOUTS: Dict[str, Tuple[str, Callable]] = {
+    "swin-original": (
+        "a Swin Transformer in the original layout (official, Swin-Transformer-Object-Detection, Detectron2)",
+        _swin_original,
+    ),
+    "swin-mmdet": ("a Swin Transformer in MMDetection 3's layout", _swin_mmdet),
+    "convnext": ("a ConvNeXt in the official or MMPretrain layout", _convnext),
+    "timm": ("a Swin Transformer or ConvNeXt in timm's layout", lambda key, value: (key, value)),
 }
+LAYOUT_NAMES = {layout: name for layout, (name, _) in _LAYOUTS.items()}
 
 
 def backbone_layout(weights: Dict[str, torch.Tensor]) -> Optional[str]:
@@ -106,7 +111,7 @@ def convert_backbone(weights: Dict[str, torch.Tensor], layout: Optional[str] = N
             "Detection, MMDetection 3, MMPretrain, Detectron2 main): found keys such as "
             f"{sorted(weights)[:3]}"
         )
-    rename = _LAYOUTS[layout]
+    _, rename = _LAYOUTS[layout]
     out = {}
     for key, value in weights.items():
         if _DROPPED.search(key) or key.endswith("num_batches_tracked"):

@@ -43,7 +43,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
-from .backbone_layouts import backbone_layout, convert_backbone
+from .backbone_layouts import LAYOUT_NAMES, backbone_layout, convert_backbone
 from .errors import add_debug_argument, exit_on_user_error
 from .outputs import check_writable
 from .weights import MODEL_METADATA_KEY, atomic_write, load_weights_file, model_metadata_of, save_safetensors
@@ -126,11 +126,15 @@ def torchvision_resnet_to_detectron2(weights: Dict[str, torch.Tensor], prefix: s
     return out
 
 
-def backbone_to_detectron2(weights: Dict[str, torch.Tensor], prefix: str = "backbone.bottom_up.") -> Dict:
+def backbone_to_detectron2(
+    weights: Dict[str, torch.Tensor], prefix: str = "backbone.bottom_up.", layout: Optional[str] = None
+) -> Dict:
     """A detector's backbone state dict (without "backbone.": ResNet in torchvision's names, or Swin / ConvNeXt in
-    a layout `cascade_det.backbone_layouts` knows) renamed to our model's, under `prefix`."""
-    if backbone_layout(weights):
-        return {prefix + k: v for k, v in convert_backbone(weights).items()}
+    a layout `cascade_det.backbone_layouts` knows; `layout` if the caller has already read it) renamed to our
+    model's, under `prefix`."""
+    layout = layout or backbone_layout(weights)
+    if layout:
+        return {prefix + k: v for k, v in convert_backbone(weights, layout).items()}
     return torchvision_resnet_to_detectron2({k: torch.as_tensor(v) for k, v in weights.items()}, prefix)
 
 
@@ -161,22 +165,15 @@ def convert_known_layouts(checkpoint: Dict, model: Optional[torch.nn.Module] = N
     for candidate in (inner, classifier):
         layout = backbone_layout(candidate) if candidate else None
         if layout:
-            logger.info("Reading a %s backbone file (%s layout); renaming it for our backbone", *layout_names(layout))
-            return {"model": backbone_to_detectron2(candidate), "__author__": layout}
+            logger.info("Reading %s; renaming it for our backbone", LAYOUT_NAMES[layout])
+            return {"model": backbone_to_detectron2(candidate, layout=layout), "__author__": layout}
     # A Detectron2 detector with the original Swin layout in its bottom-up network (Detectron2 main's SwinTransformer).
     bottom_up = {k[len("backbone.bottom_up.") :]: v for k, v in weights.items() if k.startswith("backbone.bottom_up.")}
     if bottom_up and backbone_layout(bottom_up) == "swin-original":
         logger.info("Reading a Detectron2 detector with the original Swin layout; renaming its backbone")
         renamed = {k: v for k, v in weights.items() if not k.startswith("backbone.bottom_up.")}
-        return {**checkpoint, "model": {**renamed, **backbone_to_detectron2(bottom_up)}}
+        return {**checkpoint, "model": {**renamed, **backbone_to_detectron2(bottom_up, layout="swin-original")}}
     return checkpoint
-
-
-def layout_names(layout: str) -> Tuple[str, str]:
-    """(network, layout) for a log line: ("Swin", "original"), ("ConvNeXt", "official / MMPretrain / timm"), ..."""
-    network, _, style = layout.partition("-")
-    names = {"swin": "Swin", "convnext": "ConvNeXt", "timm": "Swin or ConvNeXt"}
-    return names[network], {"original": "original", "mmdet": "MMDetection 3", "": "official / MMPretrain / timm"}[style]
 
 
 def is_mmdet_state_dict(weights: Dict) -> bool:
@@ -197,28 +194,24 @@ def mmdet_to_detectron2(
     Raises KeyError for a parameter it does not know (another detector or head type), naming it, rather than
     dropping it silently; ValueError when the number of stages differs from the stds/weights given.
     """
-    out, box_stages = (
-        backbone_to_detectron2({k[len("backbone.") :]: v for k, v in weights.items() if k.startswith("backbone.")}),
-        set(),
-    )
+    backbone = {k[len("backbone.") :]: v for k, v in weights.items() if k.startswith("backbone.")}
+    out, box_stages = backbone_to_detectron2(backbone), set()
     for key, value in weights.items():
-        value = torch.as_tensor(value)
         if key.endswith("num_batches_tracked") or key.startswith("backbone."):
             continue
+        for pattern, rename in _MMDET_RENAMES:
+            if m := pattern.match(key):
+                name = rename(*m.groups())
+                break
         else:
-            for pattern, rename in _MMDET_RENAMES:
-                if m := pattern.match(key):
-                    name = rename(*m.groups())
-                    break
-            else:
-                raise KeyError(
-                    f"{key} is not a parameter of MMDetection's Cascade R-CNN (ResNet / Swin / ConvNeXt, FPN, "
-                    "RPNHead, Shared2FCBBoxHead / ConvFCBBoxHead with shared convs and fcs, FCNMaskHead); other "
-                    "architectures are not supported by this converter"
-                )
-            if ".bbox_pred." in name:
-                box_stages.add(int(name.split(".")[2]))
-        out[name] = value
+            raise KeyError(
+                f"{key} is not a parameter of MMDetection's Cascade R-CNN (ResNet / Swin / ConvNeXt, FPN, "
+                "RPNHead, Shared2FCBBoxHead / ConvFCBBoxHead with shared convs and fcs, FCNMaskHead); other "
+                "architectures are not supported by this converter"
+            )
+        if ".bbox_pred." in name:
+            box_stages.add(int(name.split(".")[2]))
+        out[name] = torch.as_tensor(value)
 
     num_stages = len(box_stages)
     if bbox_reg_weights is None:

@@ -73,15 +73,7 @@ class ConvNeXt(StagedBackbone):
         divisor = STAGE_STRIDES[-1]
         if h % divisor or w % divisor:
             x = F.pad(x, (0, (-w) % divisor, 0, (-h) % divisor))
-        x = self.stem(x)
-        outputs = {}
-        for i, stage in enumerate(self.stages):
-            x = stage.downsample(x)
-            for block in stage.blocks:
-                x = self._run_block(block, x)
-            if STAGE_NAMES[i] in self._out_features:
-                outputs[STAGE_NAMES[i]] = self._output(i, x, channels_last_input=False)
-        return outputs
+        return self._run_stages(self.stem(x))
 
 
 def convnext_lr_decay_rate(name: str, decay_rate: float, num_layers: int, prefix: str = "backbone.bottom_up.") -> float:

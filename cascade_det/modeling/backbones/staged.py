@@ -22,8 +22,7 @@ STAGE_STRIDES = (4, 8, 16, 32)
 
 class StagedBackbone(Backbone):
     """Base of a 4-stage backbone. A subclass builds its stem and stages, then calls `_set_outputs`; its forward
-    runs the stages' blocks through `_run_block` (checkpointed when `use_checkpoint` and training) and normalises
-    what it returns with `_output`."""
+    runs the stem and then `_run_stages`."""
 
     def __init__(
         self,
@@ -100,19 +99,34 @@ class StagedBackbone(Backbone):
             module.eval()
         return self
 
-    def _run_block(self, block: Callable, x: torch.Tensor, *args) -> torch.Tensor:
-        """`block(x, *args)`, recomputed in the backward pass instead of keeping its activations when
-        `use_checkpoint` is on (training only): less memory, one more forward per block."""
-        if self.use_checkpoint and self.training and torch.is_grad_enabled():
-            return checkpoint(block, x, *args, use_reentrant=False)
-        return block(x, *args)
+    def _run_stages(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """x: the stem's output. Each stage: its downsampling, then its blocks (each recomputed in the backward pass
+        instead of keeping its activations when `use_checkpoint` is on, in training: less memory, one more forward
+        per block), and for the returned stages the output norm. Returns {name: (N, C, H, W)}."""
+        outputs = {}
+        for i, stage in enumerate(self._stages()):
+            x = stage.downsample(x)
+            args = self._stage_args(stage, x)
+            for block in stage.blocks:
+                block = self._block_function(block)
+                if self.use_checkpoint and self.training and torch.is_grad_enabled():
+                    x = checkpoint(block, x, *args, use_reentrant=False)
+                else:
+                    x = block(x, *args)
+            if STAGE_NAMES[i] in self._out_features:
+                out = getattr(self, f"norm{i}")(x)
+                outputs[STAGE_NAMES[i]] = out.permute(0, 3, 1, 2).contiguous() if self.channels_last_blocks else out
+        return outputs
 
-    def _output(self, i: int, x: torch.Tensor, channels_last_input: bool) -> torch.Tensor:
-        """Stage i's output through `norm{i}`, as (N, C, H, W)."""
-        norm = getattr(self, f"norm{i}")
-        if channels_last_input:
-            return norm(x).permute(0, 3, 1, 2).contiguous()
-        return norm(x)
+    # What a subclass changes in `_run_stages`: whether its blocks take (N, H, W, C) maps, what runs a block, and
+    # the further arguments every block of a stage gets (computed once per stage).
+    channels_last_blocks = False
+
+    def _block_function(self, block: nn.Module) -> Callable:
+        return block
+
+    def _stage_args(self, stage: nn.Module, x: torch.Tensor) -> tuple:
+        return ()
 
     @property
     def size_divisibility(self) -> int:

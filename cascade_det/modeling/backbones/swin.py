@@ -16,7 +16,7 @@ Object-Detection, MMDetection 3 and Detectron2-main layouts into them.
 """
 
 from functools import partial
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -109,32 +109,26 @@ class SwinTransformer(StagedBackbone):
         # Only the patch embedding and the stages: timm's classifier norm and head would be unused parameters.
         self.patch_embed = body.patch_embed
         self.layers = body.layers
-        self.patch_size = patch_size
         self._set_outputs("patch_embed", "layers", [embed_dim * 2**i for i in range(4)], nn.LayerNorm)
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         """x: (N, in_chans, H, W) normalised images, any H and W. Returns {name: (N, C_i, ceil(H / s_i),
         ceil(W / s_i))} for the out_features, s_i = 4, 8, 16, 32."""
-        x = self.patch_embed(x)  # (N, H/4, W/4, C), padded to a multiple of the patch size first
-        outputs = {}
-        for i, stage in enumerate(self.layers):
-            x = stage.downsample(x)
-            mask = self._shift_mask(stage, x)
-            for block in stage.blocks:
-                x = self._run_block(partial(_swin_block, block), x, mask)
-            if STAGE_NAMES[i] in self._out_features:
-                outputs[STAGE_NAMES[i]] = self._output(i, x, channels_last_input=True)
-        return outputs
+        return self._run_stages(self.patch_embed(x))  # (N, H/4, W/4, C), padded to a multiple of the patch size
 
-    @staticmethod
-    def _shift_mask(stage: nn.Module, x: torch.Tensor) -> Optional[torch.Tensor]:
-        """The shifted blocks' attention mask for a feature map x (N, H, W, C) of this stage, on the map padded to
-        the window: (windows, window area, window area), 0 within a region and -100 across (timm's values, those
-        of the detection versions). None if no block of the stage shifts."""
+    channels_last_blocks = True
+
+    def _block_function(self, block: nn.Module):
+        return partial(_swin_block, block)
+
+    def _stage_args(self, stage: nn.Module, x: torch.Tensor) -> Tuple[Optional[torch.Tensor]]:
+        """(mask,): the shifted blocks' attention mask for a feature map x (N, H, W, C) of this stage, on the map
+        padded to the window: (windows, window area, window area), 0 within a region and -100 across (timm's
+        values, those of the detection versions); None if no block of the stage shifts. Once per stage and size."""
         shifted = [b for b in stage.blocks if any(b.shift_size)]
         if not shifted:
-            return None
+            return (None,)
         block = shifted[0]
         wh, ww = block.window_size
         h, w = x.shape[1:3]
-        return block.get_attn_mask(x.new_zeros(1, h + (-h) % wh, w + (-w) % ww, 1))
+        return (block.get_attn_mask(x.new_zeros(1, h + (-h) % wh, w + (-w) % ww, 1)),)
