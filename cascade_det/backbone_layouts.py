@@ -1,4 +1,4 @@
-"""Swin Transformer and ConvNeXt weights in other projects' layouts, renamed to our backbones' (timm's) names.
+"""Swin Transformer, ConvNeXt and plain ViT weights in other projects' layouts, renamed to our backbones' names.
 
 Recognised layouts (keys without the detector's "backbone." prefix; `cascade_det.convert` strips and adds it):
   Swin, "original"  the official ImageNet files (`swin_tiny_patch4_window7_224.pth`), Swin-Transformer-Object-
@@ -11,6 +11,11 @@ Recognised layouts (keys without the detector's "backbone." prefix; `cascade_det
                     `stages.{i}.{j}.dwconv` / `pwconv1` / `pwconv2` / `gamma`.
   ConvNeXt, MMPretrain  the same with `depthwise_conv` / `pointwise_conv1` / `pointwise_conv2`.
   timm              our own names (timm's `swin_*` / `convnext_*` models' files): kept as they are.
+  ViT               MAE's ImageNet files (`mae_pretrain_vit_base.pth`) and timm's `vit_*`: `blocks.{i}.attn.qkv`,
+                    `patch_embed.proj`, `pos_embed` (with the class token's position, which Detectron2's ViT
+                    expects): Detectron2 main's ViT has the same names, under "backbone.net." in ViTDet. The class
+                    and mask tokens, the final norms and MAE's decoder are dropped (ViTDet has none); the relative
+                    position tables are not in these files and start at zero, as ViTDet's do.
 Buffers recomputed from the window size (`relative_position_index`, `attn_mask`), the classifier (`head.*`) and its
 final norm (`norm.*`) are dropped; the detection versions' output norms `norm0`..`norm3` keep their names.
 """
@@ -20,9 +25,10 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
-__all__ = ["LAYOUT_NAMES", "backbone_layout", "convert_backbone"]
+__all__ = ["LAYOUT_NAMES", "LAYOUT_PREFIXES", "backbone_layout", "convert_backbone"]
 
 _DROPPED = re.compile(r"(^|\.)(relative_position_index|attn_mask)$|^(head|norm)\.")
+_VIT_DROPPED = re.compile(r"^(cls_token|mask_token|fc_norm\.|decoder_)")
 
 
 def _unfold_to_original(weight: torch.Tensor) -> torch.Tensor:
@@ -72,17 +78,29 @@ def _convnext(key: str, value: torch.Tensor):
     return key, value
 
 
-# Each layout: what it is (for log lines) and its renaming of one (key, tensor).
-_LAYOUTS: Dict[str, Tuple[str, Callable]] = {
+def _vit(key: str, value: torch.Tensor):
+    return (None, None) if _VIT_DROPPED.match(key) else (key, value)
+
+
+# Each layout: what it is (for log lines), its renaming of one (key, tensor) (None: dropped) and where the backbone
+# sits in our detectors (Swin / ConvNeXt under an FPN's bottom-up; ViT in ViTDet's simple feature pyramid).
+_LAYOUTS: Dict[str, Tuple[str, Callable, str]] = {
     "swin-original": (
         "a Swin Transformer in the original layout (official, Swin-Transformer-Object-Detection, Detectron2)",
         _swin_original,
+        "backbone.bottom_up.",
     ),
-    "swin-mmdet": ("a Swin Transformer in MMDetection 3's layout", _swin_mmdet),
-    "convnext": ("a ConvNeXt in the official or MMPretrain layout", _convnext),
-    "timm": ("a Swin Transformer or ConvNeXt in timm's layout", lambda key, value: (key, value)),
+    "swin-mmdet": ("a Swin Transformer in MMDetection 3's layout", _swin_mmdet, "backbone.bottom_up."),
+    "convnext": ("a ConvNeXt in the official or MMPretrain layout", _convnext, "backbone.bottom_up."),
+    "timm": (
+        "a Swin Transformer or ConvNeXt in timm's layout",
+        lambda key, value: (key, value),
+        "backbone.bottom_up.",
+    ),
+    "vit": ("a plain ViT (MAE's ImageNet files, timm's vit_*)", _vit, "backbone.net."),
 }
-LAYOUT_NAMES = {layout: name for layout, (name, _) in _LAYOUTS.items()}
+LAYOUT_NAMES = {layout: name for layout, (name, _, _) in _LAYOUTS.items()}
+LAYOUT_PREFIXES = {layout: prefix for layout, (_, _, prefix) in _LAYOUTS.items()}
 
 
 def backbone_layout(weights: Dict[str, torch.Tensor]) -> Optional[str]:
@@ -93,6 +111,8 @@ def backbone_layout(weights: Dict[str, torch.Tensor]) -> Optional[str]:
     if any(k.startswith("layers.") and ".attn.qkv." in k for k in keys):
         # The original places a patch merging at the end of stage 0; timm has none in its stage 0.
         return "swin-original" if any(k.startswith("layers.0.downsample.") for k in keys) else "timm"
+    if any(k.startswith("blocks.") and ".attn.qkv." in k for k in keys) and "patch_embed.proj.weight" in keys:
+        return "vit"
     if any(k.startswith("downsample_layers.") for k in keys):
         return "convnext"
     if any(k.startswith("stages.") and ".blocks." in k and ".conv_dw." in k for k in keys):
@@ -101,21 +121,22 @@ def backbone_layout(weights: Dict[str, torch.Tensor]) -> Optional[str]:
 
 
 def convert_backbone(weights: Dict[str, torch.Tensor], layout: Optional[str] = None) -> Dict[str, torch.Tensor]:
-    """`weights` (a Swin or ConvNeXt backbone state dict in one of the layouts above, no "backbone." prefix) with
+    """`weights` (a Swin, ConvNeXt or ViT backbone state dict in one of the layouts above, no "backbone." prefix) with
     our backbones' names, dropping what they recompute or lack (buffers, classifier). Raises ValueError for a
     state dict in no known layout, KeyError naming a parameter the layout does not know."""
     layout = layout or backbone_layout(weights)
     if layout not in _LAYOUTS:
         raise ValueError(
-            "not a Swin Transformer or ConvNeXt state dict in a known layout (official, Swin-Transformer-Object-"
-            "Detection, MMDetection 3, MMPretrain, Detectron2 main): found keys such as "
+            "not a Swin Transformer, ConvNeXt or ViT state dict in a known layout (official, Swin-Transformer-Object-"
+            "Detection, MMDetection 3, MMPretrain, Detectron2 main, MAE, timm): found keys such as "
             f"{sorted(weights)[:3]}"
         )
-    _, rename = _LAYOUTS[layout]
+    _, rename, _ = _LAYOUTS[layout]
     out = {}
     for key, value in weights.items():
         if _DROPPED.search(key) or key.endswith("num_batches_tracked"):
             continue
         name, value = rename(key, torch.as_tensor(value))
-        out[name] = value
+        if name is not None:
+            out[name] = value
     return out

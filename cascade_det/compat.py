@@ -287,18 +287,23 @@ def meshgrid_indexing() -> Optional[str]:
 
 def quiet_deprecated_imports() -> Optional[str]:
     """Import, once and without their deprecation warnings, what Detectron2 imports that warns on this stack:
-    `pkg_resources` (setuptools' deprecated API, used by detectron2.model_zoo) and the modules that decorate
-    functions with the deprecated `torch.jit.script`. Later imports find them imported, so nothing else is
-    silenced."""
+    `pkg_resources` (setuptools' deprecated API, used by detectron2.model_zoo), the modules that decorate
+    functions with the deprecated `torch.jit.script`, and `timm.models.layers` (timm's old path, which Detectron2
+    main's ViT blocks import). Later imports find them imported, so nothing else is silenced."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
         warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
+        warnings.filterwarnings("ignore", message="Importing from timm.models.layers", category=FutureWarning)
         importlib.import_module("pkg_resources")
+        importlib.import_module("timm.models.layers")
         for module in ("detectron2.modeling.box_regression", "detectron2.structures.keypoints"):
             importlib.import_module(module)
-    return "pkg_resources and Detectron2's torch.jit.script modules imported without their deprecation warnings"
+    return (
+        "pkg_resources, Detectron2's torch.jit.script modules and timm.models.layers imported without their "
+        "deprecation warnings"
+    )
 
 
 def export_without_caffe2() -> Optional[str]:

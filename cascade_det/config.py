@@ -153,6 +153,26 @@ OPTIONS = [
             ("USE_CHECKPOINT", False, "activation checkpointing of every block (less memory in training)"),
         )
     ),
+    # ViTDet (yacs: build_vitdet_backbone, Detectron2 main only; LazyConfig: Detectron2's ViT arguments of the same
+    # name, lower case, but USE_CHECKPOINT = use_act_checkpoint). Defaults: projects/ViTDet's ViT-B.
+    *(
+        Option(f"MODEL.VIT.{key}", None, default, meaning)
+        for key, default, meaning in (
+            ("IMG_SIZE", 1024, "every input is padded to this square (pixels); the global blocks' position size"),
+            ("PATCH_SIZE", 16, "patch side, in pixels (the ViT's one stride)"),
+            ("EMBED_DIM", 768, "channels of every block"),
+            ("DEPTH", 12, "blocks"),
+            ("NUM_HEADS", 12, "attention heads per block"),
+            ("MLP_RATIO", 4.0, "MLP hidden channels / channels"),
+            ("QKV_BIAS", True, "bias in the query, key, value projection"),
+            ("DROP_PATH_RATE", 0.1, "stochastic depth of the last block (linear from 0 over the blocks)"),
+            ("WINDOW_SIZE", 14, "attention window side of the window blocks, in patches"),
+            ("WINDOW_BLOCK_INDEXES", [0, 1, 3, 4, 6, 7, 9, 10], "blocks with window attention; the rest global"),
+            ("USE_REL_POS", True, "relative position tables in the attention"),
+            ("PRETRAIN_IMG_SIZE", 224, "image size of the pre-training (the absolute position embedding's grid)"),
+            ("USE_CHECKPOINT", False, "activation checkpointing of every block (less memory in training)"),
+        )
+    ),
     # RPN (InsideAnchorsRPN: MMDetection's anchor assignment; LazyConfig: MaxIoUMatcher's argument of the same name).
     Option(
         "MODEL.RPN.LOW_QUALITY_MIN_IOU",

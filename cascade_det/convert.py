@@ -5,10 +5,10 @@
 
 `convert_known_layouts` recognises, in a checkpoint being loaded, an MMDetection Cascade (Mask) R-CNN (converted as
 below; ResNet, Swin or ConvNeXt backbone), a torchvision ImageNet ResNet file (`resnet50-*.pth`, the MMDetection
-recipe's initialisation: renamed for Detectron2's ResNet), a Swin or ConvNeXt ImageNet file (official, MMPretrain or
-timm layout; `cascade_det.backbone_layouts`) and a Detectron2 detector whose Swin backbone has the original layout
-(Detectron2 main's ViTDet-project checkpoints). Anything else is left to Detectron2's checkpointer (its own and
-Caffe2 layouts).
+recipe's initialisation: renamed for Detectron2's ResNet), a Swin, ConvNeXt or ViT ImageNet file (official,
+MMPretrain, MAE or timm layout; `cascade_det.backbone_layouts`) and a Detectron2 detector whose Swin backbone has the
+original layout (Detectron2 main's ViTDet-project Swin checkpoints). Anything else is left to Detectron2's
+checkpointer (its own and Caffe2 layouts; Detectron2's ViTDet checkpoints have our names already).
 
 The converted file loads with `train.init_checkpoint=` / `MODEL.WEIGHTS` into a config of MMDetection's recipe
 (`configs/COCO/cascade_rcnn_R_50_FPN_1x.py` and the configs derived from it). An MMDetection checkpoint can also be
@@ -43,7 +43,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
-from .backbone_layouts import LAYOUT_NAMES, backbone_layout, convert_backbone
+from .backbone_layouts import LAYOUT_NAMES, LAYOUT_PREFIXES, backbone_layout, convert_backbone
 from .errors import add_debug_argument, exit_on_user_error
 from .outputs import check_writable
 from .weights import MODEL_METADATA_KEY, atomic_write, load_weights_file, model_metadata_of, save_safetensors
@@ -127,15 +127,19 @@ def torchvision_resnet_to_detectron2(weights: Dict[str, torch.Tensor], prefix: s
 
 
 def backbone_to_detectron2(
-    weights: Dict[str, torch.Tensor], prefix: str = "backbone.bottom_up.", layout: Optional[str] = None
+    weights: Dict[str, torch.Tensor], prefix: Optional[str] = None, layout: Optional[str] = None
 ) -> Dict:
-    """A detector's backbone state dict (without "backbone.": ResNet in torchvision's names, or Swin / ConvNeXt in
-    a layout `cascade_det.backbone_layouts` knows; `layout` if the caller has already read it) renamed to our
-    model's, under `prefix`."""
+    """A detector's backbone state dict (without "backbone.": ResNet in torchvision's names, or Swin / ConvNeXt / ViT
+    in a layout `cascade_det.backbone_layouts` knows; `layout` if the caller has already read it) renamed to our
+    model's, under `prefix` (default: where that backbone sits in our detectors, "backbone.bottom_up." or, for a
+    ViT, "backbone.net.")."""
     layout = layout or backbone_layout(weights)
     if layout:
+        prefix = LAYOUT_PREFIXES[layout] if prefix is None else prefix
         return {prefix + k: v for k, v in convert_backbone(weights, layout).items()}
-    return torchvision_resnet_to_detectron2({k: torch.as_tensor(v) for k, v in weights.items()}, prefix)
+    return torchvision_resnet_to_detectron2(
+        {k: torch.as_tensor(v) for k, v in weights.items()}, prefix or "backbone.bottom_up."
+    )
 
 
 def convert_known_layouts(checkpoint: Dict, model: Optional[torch.nn.Module] = None) -> Dict:

@@ -22,6 +22,7 @@ from cascade_det.export import (
     main,
     within_tolerance,
 )
+from cascade_det.modeling.backbones import vitdet_available
 
 from detectron2.config import instantiate
 
@@ -165,3 +166,20 @@ def test_swin_and_convnext_cascades_with_class_specific_boxes_export_to_onnx_for
         other = torch.nn.functional.interpolate(image[None], size=(h, w), mode="bilinear")[0].round()
         diff = compare(model, exported, other)
         assert diff["detections"] > 0 and within_tolerance(diff) and diff["masks"] < 1e-4, (kind, (h, w), diff)
+
+
+@pytest.mark.skipif(not vitdet_available(), reason="Detectron2 0.6 has no ViTDet: the main phase tests it")
+def test_vitdet_cascade_exports_to_onnx_for_any_size_within_its_square(tmp_path):
+    """The ViT-B recipe (tiny widths; every input padded to its square, here 256): the ONNX file traced on one size
+    gives the eager detections and masks at other sizes, the full square included."""
+    from .test_convert_vitdet import RECIPE, spread_heads, tiny
+
+    torch.manual_seed(0)
+    model = instantiate(tiny(load_config(os.path.join(ROOT, RECIPE))).model).eval()
+    spread_heads(model)
+    image = torch.randint(0, 255, (3, 128, 160), generator=torch.Generator().manual_seed(0)).float()
+    exported = load_exported(export(model, image, "onnx", str(tmp_path)))
+    for h, w in [(96, 200), (131, 77), (256, 256)]:
+        other = torch.nn.functional.interpolate(image[None], size=(h, w), mode="bilinear")[0].round()
+        diff = compare(model, exported, other)
+        assert diff["detections"] > 0 and within_tolerance(diff) and diff["masks"] < 1e-4, ((h, w), diff)

@@ -1,4 +1,5 @@
-"""RandomChoice: one of its augmentation sequences per image (the Swin / ConvNeXt recipes' multi-scale crops)."""
+"""RandomChoice: one of its augmentation sequences per image (the Swin / ConvNeXt recipes' multi-scale crops); ViTDet's
+large-scale jitter."""
 
 import numpy as np
 import pytest
@@ -59,3 +60,34 @@ def test_bad_arguments_are_named():
         RandomChoice([])
     with pytest.raises(ValueError, match="probabilities"):
         RandomChoice([[T.RandomFlip()]], [0.5, 0.5])
+
+
+def test_vitdet_large_scale_jitter_crops_to_the_square_with_boxes_recomputed_from_the_masks():
+    """configs/common/data/coco_lsj.py's training mapper (on the embedded dataset): every image fits in 1024x1024,
+    scales vary over 0.1-2.0, and each box is its cropped mask's tight box (recompute_boxes; a cut box would keep
+    its old extent otherwise)."""
+    import os
+
+    from cascade_det.data import ensure_embedded_split
+    from cascade_det.engine import load_config
+
+    from detectron2.config import instantiate
+    from detectron2.data import DatasetCatalog
+
+    from ..conftest import ROOT
+
+    ensure_embedded_split("cascade_shapes_train")
+    cfg = load_config(os.path.join(ROOT, "configs/common/data/coco_lsj.py"))
+    mapper = instantiate(cfg.dataloader.train.mapper)
+    assert [type(a).__name__ for a in mapper.augmentations.augs] == ["RandomFlip", "ResizeScale", "FixedSizeCrop"]
+    np.random.seed(0)
+    sizes = set()
+    for record in DatasetCatalog.get("cascade_shapes_train")[:12]:
+        out = mapper(dict(record))
+        h, w = out["image"].shape[1:]
+        assert h <= 1024 and w <= 1024
+        sizes.add((h, w))
+        instances = out["instances"]
+        if len(instances):
+            assert (instances.gt_boxes.tensor == instances.gt_masks.get_bounding_boxes().tensor).all()
+    assert len(sizes) > 3 and max(max(s) for s in sizes) == 1024 and min(max(s) for s in sizes) < 1024

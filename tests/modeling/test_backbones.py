@@ -1,6 +1,6 @@
 """The Swin Transformer and ConvNeXt backbones: any input size, frozen stages, activation checkpointing, the yacs
 builders, the ConvNeXt layer-wise lr decay, and (with Detectron2 main) Detectron2's own SwinTransformer's weights
-giving the same features through the converter."""
+giving the same features through the converter; ViTDet's yacs builder (Detectron2 main)."""
 
 import inspect
 import math
@@ -12,7 +12,7 @@ from cascade_det.config import OPTIONS, add_cascade_config
 from cascade_det.convert import convert_known_layouts
 from cascade_det.errors import ConfigValueError
 from cascade_det.modeling import ConvNeXt, SwinTransformer
-from cascade_det.modeling.backbones import convnext_lr_decay_rate
+from cascade_det.modeling.backbones import convnext_lr_decay_rate, vitdet_available
 from cascade_det.solver import layer_decay_optimizer_params
 
 from detectron2.config import get_cfg
@@ -188,3 +188,44 @@ def test_detectron2_mains_swin_weights_give_the_same_features():
         expected, got = theirs(x), ours(x)
     for name in ("p0", "p1", "p2", "p3"):
         torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-4, msg=name)
+
+
+vitdet_only = pytest.mark.skipif(
+    not vitdet_available(), reason="Detectron2 0.6 has no ViTDet: the main phase tests these"
+)
+
+
+@vitdet_only
+def test_yacs_vitdet_defaults_build_the_vitdet_b_recipes_backbone():
+    """`MODEL.BACKBONE.NAME: build_vitdet_backbone` with the MODEL.VIT defaults is the ViT-B recipe's backbone: the same
+    parameters, window blocks, square padding and p2..p6 (narrowed alike on both sides to keep it small)."""
+    from cascade_det.engine import load_config
+
+    from detectron2.config import instantiate
+
+    from ..conftest import ROOT
+
+    cfg = add_cascade_config(get_cfg())
+    cfg.MODEL.BACKBONE.NAME = "build_vitdet_backbone"
+    cfg.MODEL.VIT.update(EMBED_DIM=32, NUM_HEADS=2)
+    ours = build_backbone(cfg, ShapeSpec(channels=3))
+    recipe = load_config(f"{ROOT}/configs/COCO/cascade_mask_rcnn_vitdet_B_100ep.py").model.backbone
+    recipe.net.update(embed_dim=32, num_heads=2)
+    expected = instantiate(recipe)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in expected.state_dict().items()}
+    assert [b.window_size for b in ours.net.blocks] == [b.window_size for b in expected.net.blocks]
+    assert ours.padding_constraints == expected.padding_constraints and ours.net.blocks[0].norm1.eps == 1e-6
+    with torch.no_grad():
+        out = ours.eval()(torch.randn(1, 3, 1024, 1024))
+    assert list(out) == ["p2", "p3", "p4", "p5", "p6"] and out["p6"].shape[-1] == 16
+    cfg.MODEL.VIT.WINDOW_BLOCK_INDEXES = [0, 12]
+    with pytest.raises(ConfigValueError, match=r"MODEL.VIT.WINDOW_BLOCK_INDEXES: \[12\] .* MODEL.VIT.DEPTH=12"):
+        build_backbone(cfg, ShapeSpec(channels=3))
+
+
+@pytest.mark.skipif(vitdet_available(), reason="this Detectron2 has ViTDet (the test above runs instead)")
+def test_yacs_vitdet_backbone_on_detectron2_0_6_says_it_needs_detectron2_main():
+    cfg = add_cascade_config(get_cfg())
+    cfg.MODEL.BACKBONE.NAME = "build_vitdet_backbone"
+    with pytest.raises(ImportError, match="ViT: ViTDet's backbone .* is in Detectron2 main, not in Detectron2 0.6"):
+        build_backbone(cfg, ShapeSpec(channels=3))

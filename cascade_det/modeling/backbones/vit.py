@@ -1,0 +1,104 @@
+"""ViTDet's backbone: Detectron2 main's plain `ViT` (window- and global-attention blocks with relative positions)
+under its `SimpleFeaturePyramid` (strides 4-32 and a max-pooled 64 from the stride-16 map), as `projects/ViTDet`
+builds it. Only Detectron2 main has them (0.6 predates ViTDet). We use Detectron2's own classes rather than a
+third ViT so that Detectron2's ViTDet checkpoints (`model_final_*.pkl`) load name for name and MAE's ImageNet files
+with one prefix; on Detectron2 0.6 the names below raise ImportError saying what to install.
+
+LazyConfig: `L(SimpleFeaturePyramid)(net=L(ViT)(...), ...)` (the recipes in configs/COCO/cascade_mask_rcnn_vitdet_*);
+yacs: `MODEL.BACKBONE.NAME: build_vitdet_backbone` with `MODEL.VIT.*` (defaults: ViTDet's ViT-B).
+"""
+
+from functools import partial
+from typing import Callable
+
+import torch.nn as nn
+
+import detectron2
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import BACKBONE_REGISTRY
+from detectron2.modeling.backbone.fpn import LastLevelMaxPool
+
+from ...errors import ConfigValueError
+from .fpn import backbone_arguments
+
+# Also ViT and SimpleFeaturePyramid (module __getattr__: Detectron2 main's, an ImportError on 0.6).
+__all__ = [
+    "build_vitdet_backbone",
+    "layer_norm",
+    "vit_layer_decay",
+    "vitdet_available",
+]
+
+_FROM_DETECTRON2_MAIN = ("ViT", "SimpleFeaturePyramid", "get_vit_lr_decay_rate")
+
+
+def vitdet_available() -> bool:
+    """Whether this Detectron2 has ViTDet's backbone (Detectron2 main; not 0.6)."""
+    try:
+        import detectron2.modeling.backbone.vit  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _detectron2_main(name: str):
+    """`name` from Detectron2 main's `detectron2.modeling.backbone.vit`, or ImportError naming the fix."""
+    try:
+        from detectron2.modeling.backbone import vit
+    except ImportError:
+        raise ImportError(
+            f"{name}: ViTDet's backbone (ViT + SimpleFeaturePyramid) is in Detectron2 main, not in Detectron2 "
+            f"{detectron2.__version__} ({detectron2.__file__}). Install Detectron2 main (from its repository) to use "
+            "the ViTDet recipes (configs/COCO/cascade_mask_rcnn_vitdet_*.py) or MODEL.BACKBONE.NAME="
+            "build_vitdet_backbone; the Swin and ConvNeXt backbones work on 0.6"
+        ) from None
+    return getattr(vit, name)
+
+
+def __getattr__(name: str):  # ViT, SimpleFeaturePyramid: resolved on first use, so that 0.6 can import this module
+    if name in _FROM_DETECTRON2_MAIN:
+        return _detectron2_main(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def layer_norm(eps: float = 1e-6) -> Callable[[int], nn.LayerNorm]:
+    """`nn.LayerNorm` with `eps` as a norm-layer factory (ViTDet's blocks use eps 1e-6): a LazyConfig node that
+    saves to yaml, where `functools.partial` would not."""
+    return partial(nn.LayerNorm, eps=eps)
+
+
+def vit_layer_decay(decay_rate: float, num_layers: int) -> Callable[[str], float]:
+    """ViTDet's layer-wise lr decay as `lr_factor_func` of Detectron2 main's `get_default_optimizer_params`: the
+    patch embedding and position embedding x decay_rate^(num_layers + 1), block i x decay_rate^(num_layers - i),
+    everything outside the backbone (and the simple feature pyramid) x1 (`get_vit_lr_decay_rate`)."""
+    return partial(_detectron2_main("get_vit_lr_decay_rate"), lr_decay_rate=decay_rate, num_layers=num_layers)
+
+
+@BACKBONE_REGISTRY.register()
+def build_vitdet_backbone(cfg, input_shape: ShapeSpec):
+    """ViT (`MODEL.VIT.*`) + ViTDet's simple feature pyramid (p2..p6, `MODEL.FPN.OUT_CHANNELS`, LN), every input
+    padded to a square of `MODEL.VIT.IMG_SIZE` (Detectron2 main only)."""
+    arguments = backbone_arguments(cfg, "VIT")
+    image_size = arguments["img_size"]
+    if image_size % arguments["patch_size"]:
+        raise ConfigValueError(
+            f"MODEL.VIT.IMG_SIZE={image_size} is not a multiple of MODEL.VIT.PATCH_SIZE={arguments['patch_size']}"
+        )
+    bad = [i for i in arguments["window_block_indexes"] if not 0 <= i < arguments["depth"]]
+    if bad:
+        raise ConfigValueError(
+            f"MODEL.VIT.WINDOW_BLOCK_INDEXES: {bad} are not blocks of a ViT of MODEL.VIT.DEPTH={arguments['depth']}"
+        )
+    arguments["use_act_checkpoint"] = arguments.pop("use_checkpoint")
+    net = _detectron2_main("ViT")(
+        in_chans=input_shape.channels, norm_layer=layer_norm(), out_feature="last_feat", **arguments
+    )
+    return _detectron2_main("SimpleFeaturePyramid")(
+        net=net,
+        in_feature="last_feat",
+        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
+        scale_factors=(4.0, 2.0, 1.0, 0.5),
+        top_block=LastLevelMaxPool(),
+        norm="LN",
+        square_pad=image_size,
+    )
