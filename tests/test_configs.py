@@ -364,6 +364,8 @@ def test_vitdet_recipes_are_detectron2s_own(path):
         assert schedule[key] == their_schedule[key], key
     for key in ("values", "milestones", "num_updates"):
         assert schedule["scheduler"][key] == their_schedule["scheduler"][key], key
+    multiplier = instantiate(load_config(os.path.join(ROOT, path), ["train.max_iter=1000"]).lr_multiplier)
+    assert [multiplier(f) for f in (0.5, 0.95, 0.99)] == pytest.approx([1.0, 0.1, 0.01])  # fractions of any run
 
     # The optimizer groups, on the recipe's own ViT (its depth sets the decay) with narrow heads.
     settings = []

@@ -33,9 +33,15 @@ main_only = pytest.mark.skipif(not vitdet_available(), reason="Detectron2 0.6 ha
 
 
 def tiny(cfg):
-    """The ViTDet config `cfg` with a 3-block ViT of 64 channels padding to 256 px, and narrow heads."""
+    """The ViTDet config `cfg` with a 3-block ViT of 64 channels padding to 256 px, its data resized to fit that
+    square, and narrow heads."""
+    side = VIT["img_size"]
     cfg.model.backbone.net.update(VIT)
-    cfg.model.backbone.square_pad = VIT["img_size"]
+    cfg.model.backbone.square_pad = side
+    _, resize, crop = cfg.dataloader.train.mapper.augmentations
+    resize.update(target_height=side, target_width=side)
+    crop.crop_size = (side, side)
+    cfg.dataloader.test.mapper.augmentations[0].update(short_edge_length=side, max_size=side)
     for head, predictor in zip(cfg.model.roi_heads.box_heads, cfg.model.roi_heads.box_predictors):
         head.update(conv_dims=[CONV] * 4, fc_dims=[FC])
         predictor.input_shape = ShapeSpec(channels=FC)
@@ -104,13 +110,10 @@ def test_predictor_runs_the_vitdet_recipe_as_detectron2s_model_sees_the_image(vi
     detections; per-stage detections come from the 3 stages."""
     from cascade_det import Predictor
 
-    from detectron2.config import LazyCall as L
     from detectron2.data import transforms as T
 
     theirs, _, _, path = vitdet_pair
-    cfg = tiny(load_config(os.path.join(ROOT, RECIPE), ["train.device=cpu"]))
-    side = VIT["img_size"]
-    cfg.dataloader.test.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=side, max_size=side)]
+    cfg, side = tiny(load_config(os.path.join(ROOT, RECIPE), ["train.device=cpu"])), VIT["img_size"]
     predictor = Predictor(cfg, path, device="cpu")
     image = shapes_image(300, 500)
     got, stages = predictor(image, per_stage=True)

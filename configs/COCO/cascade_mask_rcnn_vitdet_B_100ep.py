@@ -14,7 +14,8 @@ class-agnostic regression with weights (10, 10, 5, 5) x1, x2, x3, one mask head 
              with LN
   data       large-scale jitter 0.1-2.0 at 1024 (`common/data/coco_lsj.py`), 64 images per batch (on any number
              of GPUs, as projects/ViTDet runs; train.reference_world_size=64 scales batch, lr and iterations instead)
-  optimizer  AdamW lr 1e-4, betas (0.9, 0.999), weight decay 0.1, none on torch norms and the position embedding;
+  optimizer  AdamW lr 1e-4, betas (0.9, 0.999), weight decay 0.1, none on torch norms (the ViT's LayerNorms;
+             not Detectron2's channel LN of the pyramid and heads) and the position embedding;
              layer-wise lr decay 0.7 over the 12 blocks (`vit_layer_decay`)
   schedule   184,375 iterations (100 epochs), lr x0.1 at 163,889 and 177,546, 250 linear warm-up iterations from
              0.001; mixed precision (AMP), fp16 gradient compression in DDP
@@ -88,9 +89,11 @@ optimizer = L(torch.optim.AdamW)(
 )
 
 train.max_iter = 184375  # 100 epochs of 118k images at 64 per batch
+# Steps at 88.9% and 96.3% of the run, whatever train.max_iter becomes (a shorter run, reference_world_size scaling):
+# the scheduler sees the fraction of the run done, times num_updates.
 lr_multiplier = L(WarmupParamScheduler)(
     scheduler=L(MultiStepParamScheduler)(
-        values=[1.0, 0.1, 0.01], milestones=[163889, 177546], num_updates="${train.max_iter}"
+        values=[1.0, 0.1, 0.01], milestones=[163889, 177546], num_updates=train.max_iter
     ),
     warmup_length=250 / train.max_iter,
     warmup_method="linear",
