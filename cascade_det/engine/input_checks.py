@@ -13,10 +13,7 @@ import detectron2.data.transforms as T
 
 from ..errors import ConfigValueError
 
-__all__ = ["SQUARE_KEYS", "check_images_fit_the_square", "largest_side"]
-
-# Where each style keeps the square (for messages).
-SQUARE_KEYS = {"lazy": "model.backbone.square_pad", "yacs": "MODEL.VIT.IMG_SIZE"}
+__all__ = ["check_images_fit_the_square", "largest_side"]
 
 
 def largest_side(augmentations: Iterable[T.Augmentation]) -> Optional[float]:

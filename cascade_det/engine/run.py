@@ -17,7 +17,6 @@ import logging
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
-from omegaconf import OmegaConf
 
 import detectron2.data.transforms as T
 from detectron2.evaluation import DatasetEvaluators
@@ -29,7 +28,7 @@ from ..evaluation import FinalDetections, PerStageCOCOEvaluator, per_stage_backe
 from ..modeling import CascadeRCNNROIHeads
 from ..modeling.speed import optimize_for_speed
 from ..modeling.tta import CascadeRCNNWithTTA, tta_config
-from .input_checks import SQUARE_KEYS, check_images_fit_the_square
+from .input_checks import check_images_fit_the_square
 from .styles import MISSING, style_of
 
 __all__ = ["ConfigValueError", "Run", "RunSettings"]
@@ -200,33 +199,23 @@ class Run:
         model = optimize_for_speed(
             model, fold_frozen_bn=s.fold_frozen_bn, channels_last_inference=s.channels_last_inference
         )
-        train_key, test_key = (
-            ("dataloader.train.mapper.augmentations", "dataloader.test.mapper.augmentations")
-            if self.style.name == "lazy"
-            else ("INPUT.MAX_SIZE_TRAIN", "INPUT.MAX_SIZE_TEST")
-        )
+        style = self.style
         check_images_fit_the_square(
             model,
-            SQUARE_KEYS[self.style.name],
-            [("train", train_key, self._train_augmentations), ("test", test_key, lambda: self.test_preprocessing()[1])],
+            style.square_key,
+            [
+                ("train", style.resize_keys["train"], lambda: style.train_augmentations(self.cfg)),
+                ("test", style.resize_keys["test"], lambda: self.test_preprocessing()[1]),
+            ],
         )
         logger.info("Model:\n%s", model)  # as it runs: the speed options show as FastConv2d(...)
         return model
-
-    def _train_augmentations(self) -> list:
-        """The augmentations of the config's training mapper, built (none where it has no such mapper)."""
-        if self.style.name == "lazy" and OmegaConf.select(self.cfg, "dataloader.train.mapper", default=None) is None:
-            return []  # a config for inference alone
-        augmentations = getattr(self.build_train_mapper(), "augmentations", None)
-        return list(getattr(augmentations, "augs", augmentations or []))
 
     def with_tta(self, model: torch.nn.Module) -> CascadeRCNNWithTTA:
         """`model` under test-time augmentation (`test.aug` / `TEST.AUG`; sizes, flip), the same for both styles."""
         s = self.settings
         resize = T.ResizeShortestEdge(max(s.tta_min_sizes), s.tta_max_size)
-        check_images_fit_the_square(
-            model, SQUARE_KEYS[self.style.name], [("TTA", self.key("tta_max_size"), lambda: [resize])]
-        )
+        check_images_fit_the_square(model, self.style.square_key, [("TTA", self.key("tta_max_size"), lambda: [resize])])
         return CascadeRCNNWithTTA(tta_config(model, s.tta_min_sizes, s.tta_max_size, s.tta_flip), model)
 
     def build_optimizer(self, model: torch.nn.Module):

@@ -71,10 +71,19 @@ def _takes(target, argument: str) -> bool:
         return False
 
 
+def _mapper_augmentations(mapper) -> List[T.Augmentation]:
+    """A built dataset mapper's augmentations (Detectron2's `DatasetMapper` keeps an `AugmentationList`)."""
+    augmentations = getattr(mapper, "augmentations", None)
+    return list(getattr(augmentations, "augs", augmentations or []))
+
+
 class _Lazy:
     """LazyConfig: `model`, `dataloader.{train,test,evaluator}`, `optimizer`, `lr_multiplier`, `train`."""
 
     name = "lazy"
+    # Where the square a backbone pads to and the resizes are (for messages of engine/input_checks.py).
+    square_key = "model.backbone.square_pad"
+    resize_keys = {"train": "dataloader.train.mapper.augmentations", "test": "dataloader.test.mapper.augmentations"}
 
     @staticmethod
     def copy(cfg: DictConfig) -> DictConfig:
@@ -152,6 +161,13 @@ class _Lazy:
         return instantiate(cfg.dataloader.train.mapper)
 
     @staticmethod
+    def train_augmentations(cfg: DictConfig) -> List[T.Augmentation]:
+        mapper = OmegaConf.select(cfg, "dataloader.train.mapper", default=None)
+        if mapper is None:  # a config for inference alone
+            return []
+        return _mapper_augmentations(_Lazy.build_train_mapper(cfg))
+
+    @staticmethod
     def build_test_loader(cfg: DictConfig, dataset_name: str, skip_unreadable: bool = False):
         loader = copy.deepcopy(cfg.dataloader.test)
         loader.dataset.names = dataset_name
@@ -183,6 +199,8 @@ class _Yacs:
     """A Detectron2 `CfgNode` (with or without `add_cascade_config`), built through Detectron2's own builders."""
 
     name = "yacs"
+    square_key = "MODEL.VIT.IMG_SIZE"
+    resize_keys = {"train": "INPUT.MAX_SIZE_TRAIN", "test": "INPUT.MAX_SIZE_TEST"}
 
     @staticmethod
     def copy(cfg: CfgNode) -> CfgNode:
@@ -250,6 +268,10 @@ class _Yacs:
     @staticmethod
     def build_train_mapper(cfg: CfgNode):
         return DatasetMapper(cfg, True)
+
+    @staticmethod
+    def train_augmentations(cfg: CfgNode) -> List[T.Augmentation]:
+        return _mapper_augmentations(_Yacs.build_train_mapper(cfg))
 
     @staticmethod
     def build_test_loader(cfg: CfgNode, dataset_name: str, skip_unreadable: bool = False):
