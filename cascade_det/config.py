@@ -153,8 +153,9 @@ OPTIONS = [
             ("USE_CHECKPOINT", False, "activation checkpointing of every block (less memory in training)"),
         )
     ),
-    # ViTDet (yacs: build_vitdet_backbone, Detectron2 main only; LazyConfig: Detectron2's ViT arguments of the same
-    # name, lower case, but USE_CHECKPOINT = use_act_checkpoint). Defaults: projects/ViTDet's ViT-B.
+    # ViTDet (yacs: build_vitdet_backbone, Detectron2 main only; LazyConfig: the build_vit arguments (Detectron2's
+    # ViT's, and frozen_blocks) of the same name, lower case, but USE_CHECKPOINT = use_act_checkpoint). Defaults:
+    # projects/ViTDet's ViT-B.
     *(
         Option(f"MODEL.VIT.{key}", None, default, meaning)
         for key, default, meaning in (
@@ -170,6 +171,7 @@ OPTIONS = [
             ("WINDOW_BLOCK_INDEXES", [0, 1, 3, 4, 6, 7, 9, 10], "blocks with window attention; the rest global"),
             ("USE_REL_POS", True, "relative position tables in the attention"),
             ("PRETRAIN_IMG_SIZE", 224, "image size of the pre-training (the absolute position embedding's grid)"),
+            ("FROZEN_BLOCKS", -1, "-1 none; 0 the patch and position embeddings; k also the first k blocks"),
             ("USE_CHECKPOINT", False, "activation checkpointing of every block (less memory in training)"),
         )
     ),

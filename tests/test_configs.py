@@ -1,5 +1,6 @@
 """Every config in configs/ loads and builds; the yacs and LazyConfig quickstart configs describe one model."""
 
+import copy
 import glob
 import os
 import shutil
@@ -339,7 +340,12 @@ def test_vitdet_recipes_are_detectron2s_own(path):
         ours,
     ):  # norm_layer: their functools.partial, our layer_norm node (same LayerNorm, checked below)
         cfg.model.backbone.net.pop("norm_layer")
-    assert plain(ours.model.backbone) == plain(theirs.model.backbone)
+    # Our ViT node is build_vit: their ViT with nothing frozen.
+    our_backbone, their_backbone = copy.deepcopy(ours.model.backbone), copy.deepcopy(theirs.model.backbone)
+    assert our_backbone.net.pop("_target_") is cascade_det.modeling.backbones.build_vit
+    assert our_backbone.net.pop("frozen_blocks") == -1
+    assert their_backbone.net.pop("_target_") is cascade_det.modeling.backbones.vit.ViT
+    assert plain(our_backbone) == plain(their_backbone)
     for key in ("pixel_mean", "pixel_std", "input_format"):
         assert plain(ours.model[key]) == plain(theirs.model[key]), key
     rpn, their_rpn = ours.model.proposal_generator, theirs.model.proposal_generator

@@ -129,6 +129,23 @@ def test_predictor_runs_the_vitdet_recipe_as_detectron2s_model_sees_the_image(vi
 
 
 @main_only
+def test_analyze_counts_the_vitdet_cascade_per_component(vitdet_pair):
+    """`cascade_det.analyze` on the ViTDet recipe: backbone (ViT and simple feature pyramid), RPN, the 3 stages' box
+    heads and the one mask head, whose parameters add up to the model's and whose FLOPs are counted."""
+    import copy
+
+    from cascade_det.analyze import analyze
+
+    _, ours, _, _ = vitdet_pair
+    report = analyze(copy.deepcopy(ours), 192, 256)
+    total = report.pop("total")
+    assert list(report) == ["backbone", "RPN", "stage 0 box", "stage 1 box", "stage 2 box", "mask head"]
+    parameters = sum(p.numel() for p in ours.parameters())
+    assert sum(r["parameters"] for r in report.values()) == total["parameters"] == parameters
+    assert all(r["gflops"] > 0 for r in report.values())
+
+
+@main_only
 def test_mae_imagenet_file_loads_into_the_vitdet_recipe(tmp_path):
     """MAE's `mae_pretrain_vit_*.pth` ({"model": timm ViT names, class token, final norm}) is recognised: every ViT
     parameter but the relative-position tables (not pre-trained; zero, as in ViTDet) comes from the file, the

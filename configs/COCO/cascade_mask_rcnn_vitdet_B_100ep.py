@@ -7,8 +7,9 @@ FPN_1x.py`, whose cascade semantics it keeps: re-labelled stages, losses summed,
 class-agnostic regression with weights (10, 10, 5, 5) x1, x2, x3, one mask head trained on stage 0's RoIs):
   backbone   ViT-B/16 (MAE), window attention 14x14 in all blocks but 2, 5, 8, 11 (global), relative positions,
              drop path 0.1 (model.backbone.net.use_act_checkpoint=True: activation checkpointing of every block,
-             less memory in training); simple feature pyramid p2..p6 (LN) from its stride-16 map; inputs padded
-             to 1024x1024; RGB, ImageNet mean and std
+             less memory in training; model.backbone.net.frozen_blocks=k freezes the embeddings and k blocks);
+             simple feature pyramid p2..p6 (LN) from its stride-16 map; inputs padded to 1024x1024; RGB, ImageNet
+             mean and std
   RPN        2 convolutions; 1000 proposals per image in training and at test
   heads      box heads of 4 3x3 convolutions of 256 channels with LN and one fc of 1024 ("4conv1fc"), mask head
              with LN
@@ -29,7 +30,7 @@ import torch
 from fvcore.common.param_scheduler import MultiStepParamScheduler
 
 from cascade_det.modeling import lazy_cascade_stages
-from cascade_det.modeling.backbones.vit import SimpleFeaturePyramid, ViT, layer_norm, vit_layer_decay
+from cascade_det.modeling.backbones.vit import SimpleFeaturePyramid, build_vit, layer_norm, vit_layer_decay
 
 from detectron2.config import LazyCall as L
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool
@@ -41,7 +42,8 @@ from ..common.models.mask_head import add_mask_heads
 from ..common.train import test, train
 
 model.backbone = L(SimpleFeaturePyramid)(
-    net=L(ViT)(
+    net=L(build_vit)(  # Detectron2's ViT(...), and frozen_blocks (-1: ViTDet trains every block)
+        frozen_blocks=-1,
         img_size=IMAGE_SIZE,
         patch_size=16,
         embed_dim=768,

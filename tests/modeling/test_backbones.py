@@ -229,3 +229,34 @@ def test_yacs_vitdet_backbone_on_detectron2_0_6_says_it_needs_detectron2_main():
     cfg.MODEL.BACKBONE.NAME = "build_vitdet_backbone"
     with pytest.raises(ImportError, match="ViT: ViTDet's backbone .* is in Detectron2 main, not in Detectron2 0.6"):
         build_backbone(cfg, ShapeSpec(channels=3))
+
+
+@vitdet_only
+def test_vit_frozen_blocks_take_no_gradient_and_drop_no_paths():
+    """`build_vit(frozen_blocks=k)`: the embeddings and the first k blocks get no gradients and, in training, give the
+    same output every time (no drop path, as in eval mode), the later blocks train as before; the parameter names
+    stay the ViT's; out of range is an error naming the keys; yacs MODEL.VIT.FROZEN_BLOCKS reaches it."""
+    from cascade_det.modeling.backbones import build_vit
+    from cascade_det.modeling.backbones.vit import ViT
+
+    arguments = {"img_size": 64, "embed_dim": 32, "depth": 3, "num_heads": 2, "drop_path_rate": 0.6}
+    arguments["window_block_indexes"] = [0]
+    torch.manual_seed(0)
+    net = build_vit(frozen_blocks=2, **arguments).train()
+    assert list(net.state_dict()) == list(ViT(**arguments).state_dict())
+    frozen = [net.pos_embed, *net.patch_embed.parameters(), *net.blocks[0].parameters(), *net.blocks[1].parameters()]
+    assert not any(p.requires_grad for p in frozen) and all(p.requires_grad for p in net.blocks[2].parameters())
+    tokens = torch.randn(16, 4, 4, 32)
+    assert torch.equal(net.blocks[1](tokens), net.blocks[1](tokens))  # drop path 0.3 when trained
+    assert not torch.equal(net.blocks[2](tokens), net.blocks[2](tokens))  # drop path 0.6: still dropping
+    net(torch.randn(2, 3, 64, 64))["last_feat"].sum().backward()
+    assert all(p.grad is None for p in frozen) and net.blocks[2].mlp.fc1.weight.grad is not None
+    assert all(p.requires_grad for p in build_vit(frozen_blocks=-1, **arguments).parameters())
+    with pytest.raises(ConfigValueError, match=r"frozen_blocks=4\).*MODEL.VIT.FROZEN_BLOCKS.*1-3"):
+        build_vit(frozen_blocks=4, **arguments)
+
+    cfg = add_cascade_config(get_cfg())
+    cfg.MODEL.BACKBONE.NAME = "build_vitdet_backbone"
+    cfg.MODEL.VIT.update(IMG_SIZE=64, EMBED_DIM=32, DEPTH=3, NUM_HEADS=2, WINDOW_BLOCK_INDEXES=[0], FROZEN_BLOCKS=1)
+    yacs = build_backbone(cfg, ShapeSpec(channels=3)).net
+    assert not any(p.requires_grad for p in yacs.blocks[0].parameters()) and yacs.blocks[1].norm1.weight.requires_grad

@@ -6,13 +6,14 @@ ViT with its simple feature pyramid (Detectron2 main's classes, `vit.py`; yacs `
 from .convnext import ConvNeXt, convnext_layer_decay, convnext_lr_decay_rate
 from .fpn import build_convnext_fpn_backbone, build_swin_fpn_backbone
 from .swin import SwinTransformer
-from .vit import build_vitdet_backbone, layer_norm, vit_layer_decay, vitdet_available
+from .vit import build_vit, build_vitdet_backbone, layer_norm, vit_layer_decay, vitdet_available
 
 __all__ = [
     "ConvNeXt",
     "SwinTransformer",
     "build_convnext_fpn_backbone",
     "build_swin_fpn_backbone",
+    "build_vit",
     "build_vitdet_backbone",
     "convnext_layer_decay",
     "convnext_lr_decay_rate",

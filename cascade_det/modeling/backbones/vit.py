@@ -4,7 +4,8 @@ builds it. Only Detectron2 main has them (0.6 predates ViTDet). We use Detectron
 third ViT so that Detectron2's ViTDet checkpoints (`model_final_*.pkl`) load name for name and MAE's ImageNet files
 with one prefix; on Detectron2 0.6 the names below raise ImportError saying what to install.
 
-LazyConfig: `L(SimpleFeaturePyramid)(net=L(ViT)(...), ...)` (the recipes in configs/COCO/cascade_mask_rcnn_vitdet_*);
+LazyConfig: `L(SimpleFeaturePyramid)(net=L(build_vit)(...), ...)` (Detectron2's ViT with `frozen_blocks`; the
+recipes in configs/COCO/cascade_mask_rcnn_vitdet_*);
 yacs: `MODEL.BACKBONE.NAME: build_vitdet_backbone` with `MODEL.VIT.*` (defaults: ViTDet's ViT-B).
 """
 
@@ -23,6 +24,7 @@ from .fpn import backbone_arguments
 
 # Also ViT and SimpleFeaturePyramid (module __getattr__: Detectron2 main's, an ImportError on 0.6).
 __all__ = [
+    "build_vit",
     "build_vitdet_backbone",
     "layer_norm",
     "vit_layer_decay",
@@ -35,7 +37,7 @@ _FROM_DETECTRON2_MAIN = ("ViT", "SimpleFeaturePyramid", "get_vit_lr_decay_rate")
 def vitdet_available() -> bool:
     """Whether this Detectron2 has ViTDet's backbone (Detectron2 main; not 0.6)."""
     try:
-        import detectron2.modeling.backbone.vit  # noqa: F401
+        _detectron2_main("ViT")
     except ImportError:
         return False
     return True
@@ -74,6 +76,32 @@ def vit_layer_decay(decay_rate: float, num_layers: int) -> Callable[[str], float
     return partial(_detectron2_main("get_vit_lr_decay_rate"), lr_decay_rate=decay_rate, num_layers=num_layers)
 
 
+def build_vit(frozen_blocks: int = -1, **vit_arguments) -> nn.Module:
+    """Detectron2 main's `ViT(**vit_arguments)` with its first blocks frozen, as `frozen_stages` does for Swin and
+    ConvNeXt: -1 nothing; 0 the patch and position embeddings; k also blocks 0..k-1. Frozen parameters get no
+    gradients (optimizers built by `get_default_optimizer_params` leave them out), and the frozen blocks drop no
+    paths: what eval mode would do to them (a ViT block's only training-time behaviour is its drop path). The
+    parameter names are the ViT's own, so every ViT checkpoint loads as it is. ViTDet itself trains every block."""
+    net = _detectron2_main("ViT")(**vit_arguments)
+    depth = len(net.blocks)
+    if isinstance(frozen_blocks, bool) or not isinstance(frozen_blocks, int) or not -1 <= frozen_blocks <= depth:
+        raise ConfigValueError(
+            f"build_vit(frozen_blocks={frozen_blocks!r}) (LazyConfig model.backbone.net.frozen_blocks, yacs "
+            f"MODEL.VIT.FROZEN_BLOCKS): expected -1 (nothing frozen), 0 (the patch and position embeddings) or 1-"
+            f"{depth} (also that many of the ViT's {depth} blocks)"
+        )
+    if frozen_blocks < 0:
+        return net
+    frozen = [net.patch_embed, *net.blocks[:frozen_blocks]]
+    if net.pos_embed is not None:
+        net.pos_embed.requires_grad_(False)
+    for module in frozen:
+        module.requires_grad_(False)
+    for block in net.blocks[:frozen_blocks]:
+        block.drop_path = nn.Identity()
+    return net
+
+
 @BACKBONE_REGISTRY.register()
 def build_vitdet_backbone(cfg, input_shape: ShapeSpec):
     """ViT (`MODEL.VIT.*`) + ViTDet's simple feature pyramid (p2..p6, `MODEL.FPN.OUT_CHANNELS`, LN), every input
@@ -90,9 +118,7 @@ def build_vitdet_backbone(cfg, input_shape: ShapeSpec):
             f"MODEL.VIT.WINDOW_BLOCK_INDEXES: {bad} are not blocks of a ViT of MODEL.VIT.DEPTH={arguments['depth']}"
         )
     arguments["use_act_checkpoint"] = arguments.pop("use_checkpoint")
-    net = _detectron2_main("ViT")(
-        in_chans=input_shape.channels, norm_layer=layer_norm(), out_feature="last_feat", **arguments
-    )
+    net = build_vit(in_chans=input_shape.channels, norm_layer=layer_norm(), out_feature="last_feat", **arguments)
     return _detectron2_main("SimpleFeaturePyramid")(
         net=net,
         in_feature="last_feat",
