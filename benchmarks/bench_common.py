@@ -5,17 +5,18 @@ import argparse
 import json
 import os
 import platform
-import time
 
+from cascade_det.outputs import next_free_path
 from cascade_det.weights import atomic_write
 
 
 def write_results(report: dict, path: str) -> str:
-    """Write `report` as JSON at `path`, or, if that file exists, beside it with the time in its name; whole or not
-    at all. Returns the path written."""
+    """Write `report` as JSON at `path`, or, if that file exists, beside it as `<name>.<k>.json` for the first free
+    k (runs that end in the same second included); whole or not at all. Returns the path written."""
     if os.path.exists(path):
         base, ext = os.path.splitext(path)
-        path = f"{base}.{time.strftime('%Y%m%d-%H%M%S')}{ext}"
+        stem, ext = (part.replace("{", "{{").replace("}", "}}") for part in (os.path.basename(base), ext))
+        path = next_free_path(os.path.dirname(os.path.abspath(path)), stem + ".{}" + ext)
         print(f"--json file exists; writing {path} instead (nothing is overwritten)")
     with atomic_write(path) as f:
         f.write(json.dumps(report, indent=1).encode())

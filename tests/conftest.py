@@ -24,7 +24,7 @@ os.environ["CASCADE_DET_DATASETS"] = DATASETS_DIR
 
 # The test session's embedded val split keeps its first VAL_IMAGES images (of 200): the many train_net, tool and
 # evaluation tests evaluate on it, and they test the plumbing, not the AP (README's quickstart measures that).
-VAL_IMAGES = 48
+VAL_IMAGES = 24
 
 
 def first_images(coco: dict, count: int) -> dict:

@@ -69,16 +69,21 @@ def mmdet_cascade(backbone: dict, channels):
     return mmdet_reference.build_cascade_rcnn(cfg=cfg)
 
 
-def our_cascade(config: str, backbone: dict):
-    """Our recipe with the same tiny backbone and heads."""
-    cfg = load_config(os.path.join(ROOT, config))
+def our_recipe(config: str, backbone: dict, overrides=()):
+    """Our recipe's config with the same tiny backbone and heads."""
+    cfg = load_config(os.path.join(ROOT, config), list(overrides))
     cfg.model.backbone.bottom_up.update(backbone)
     for head, predictor in zip(cfg.model.roi_heads.box_heads, cfg.model.roi_heads.box_predictors):
         head.update(conv_dims=[CONV] * 4, fc_dims=[FC])
         predictor.input_shape = ShapeSpec(channels=FC)
     for head in cfg.model.roi_heads.mask_head:
         head.conv_dims = [MASK] * 5
-    return instantiate(cfg.model).eval()
+    return cfg
+
+
+def our_cascade(config: str, backbone: dict):
+    """Our recipe's model with the same tiny backbone and heads."""
+    return instantiate(our_recipe(config, backbone).model).eval()
 
 
 def calm_regression(model, scale: float = 0.25) -> None:
@@ -103,11 +108,11 @@ def converted_pair(request, tmp_path_factory):
     ours = our_cascade(config, ours_backbone)
     checkpointer = SafeDetectionCheckpointer(ours)
     checkpointer.load(path)
-    return request.param, reference, ours, checkpointer.last_load_report
+    return request.param, reference, ours, checkpointer.last_load_report, path
 
 
 def test_mmdetection_checkpoint_loads_with_every_tensor_matched(converted_pair):
-    _, _, ours, report = converted_pair
+    _, _, ours, report, _ = converted_pair
     assert not report["missing"] and not report["unexpected"] and not report["incorrect_shapes"]
     assert len(report["matched"]) == len([k for k in ours.state_dict() if not k.endswith("num_batches_tracked")])
 
@@ -117,7 +122,7 @@ def test_converted_model_predicts_what_mmdetection_predicts(converted_pair):
     MMPretrain's, the FPN features differ by 2e-6 of their size, and three stages of regression carry it into the
     boxes), scores within 1e-4, same classes and masks, on a 320x416 image (stride-4 map 80x104: padded to the
     window at every Swin stage)."""
-    kind, reference, ours, _ = converted_pair
+    kind, reference, ours, _, _ = converted_pair
     image = shapes_image()
     with torch.no_grad():
         expected = mmdet_reference.predict(reference, torch.from_numpy(image).permute(2, 0, 1).contiguous())
@@ -130,6 +135,42 @@ def test_converted_model_predicts_what_mmdetection_predicts(converted_pair):
     assert len(set(got.pred_classes.tolist())) > 1
     assert expected.masks.any()
     assert (got.pred_masks != expected.masks.bool()).float().mean() < 1e-4
+
+
+def test_predictor_and_analyze_run_the_recipes_on_mmdetections_checkpoint(converted_pair):
+    """The rest of the project on these recipes: `Predictor` with the recipe and MMDetection's checkpoint, on a BGR
+    image, gives what the converted model gives on that image resized by the recipe's test resize (here 256 / 416 px),
+    and each of the 3 stages' own detections; `analyze` counts the backbone with its FPN, the RPN, and each stage's
+    box and mask heads, adding up to the model's parameters."""
+    import copy
+
+    from cascade_det import Predictor
+    from cascade_det.analyze import analyze
+
+    from detectron2.data import transforms as T
+
+    kind, _, ours, _, path = converted_pair
+    config, backbone, *_ = CASES[kind]
+    resize = ["dataloader.test.mapper.augmentations.0.short_edge_length=256"]
+    resize.append("dataloader.test.mapper.augmentations.0.max_size=416")
+    predictor = Predictor(our_recipe(config, backbone, ["train.device=cpu", *resize]), path, device="cpu")
+    image = shapes_image()  # 320 x 416, BGR
+    got, stages = predictor(image, per_stage=True)
+    resized = T.ResizeShortestEdge(256, 416).get_transform(image).apply_image(image)
+    rgb = torch.from_numpy(resized[:, :, ::-1].copy()).permute(2, 0, 1)
+    with torch.no_grad():
+        expected = ours([{"image": rgb, "height": image.shape[0], "width": image.shape[1]}])[0]["instances"]
+    assert len(got) == len(expected) > 0, kind
+    torch.testing.assert_close(got.pred_boxes.tensor, expected.pred_boxes.tensor, rtol=0, atol=1e-3)
+    torch.testing.assert_close(got.scores, expected.scores, rtol=0, atol=1e-4)
+    assert torch.equal(got.pred_masks, expected.pred_masks)
+    assert len(stages) == 3 and all(len(s) > 0 for s in stages)
+
+    report = analyze(copy.deepcopy(ours), 128, 160)
+    total = report.pop("total")
+    assert list(report) == ["backbone", "RPN"] + [f"stage {t} {h}" for t in range(3) for h in ("box", "mask")]
+    assert sum(r["parameters"] for r in report.values()) == total["parameters"]
+    assert report["backbone"]["gflops"] > 0 and report["stage 2 box"]["gflops"] > 0
 
 
 def official_convnext_keys(depths):

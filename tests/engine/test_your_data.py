@@ -96,6 +96,9 @@ def test_labelme_coco_mask_data_with_string_ids_and_category_0_trains_and_evalua
         "configs/Custom/cascade_mask_rcnn_R_50_FPN.py",
         *SMALL,
         "model.backbone.bottom_up.stages.depth=18",  # the backbone depth is one override
+        # 20 detections (3 mask heads run on each) of 100 proposals per test image: the plumbing, not the accuracy
+        "model.proposal_generator.post_nms_topk=[200,100]",
+        "+model.roi_heads.box_predictors.2.test_topk_per_image=20",  # a FastRCNNOutputLayers default: added
         "dataloader.train.mapper.augmentations=[]",
         "dataloader.test.mapper.augmentations=[]",
         "dataloader.train.dataset.names=labelme_photos",

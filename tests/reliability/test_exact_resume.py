@@ -12,11 +12,13 @@ import torch
 from ..conftest import ROOT, TEST_DEVICE, THREADS, run_train_net
 
 KILL = os.path.join(os.path.dirname(__file__), "kill_at.py")
-# 6 iterations at batch 2 with 2 loader workers, checkpoints after iterations 1, 3 and 5; no evaluation.
+# 4 iterations at batch 2 with loader workers, checkpoints after iterations 1 and 3; no evaluation; few proposals
+# (the resume path is what is tested, not the detector).
 RUN = [
     "--config-file",
     "configs/Shapes/cascade_rcnn_R_18_FPN.py",
-    "train.max_iter=6",
+    "train.max_iter=4",
+    "model.proposal_generator.post_nms_topk=[128,64]",
     "train.eval_period=0",
     "train.checkpointer.period=2",
     "train.checkpointer.max_to_keep=null",
@@ -68,10 +70,10 @@ def test_sigkill_then_resume_ends_bitwise_equal_to_the_uninterrupted_run(tmp_pat
     threads = THREADS if processes == 1 else 1
     killed, whole = str(tmp_path / "killed"), str(tmp_path / "whole")
 
-    # A run without a seed is killed at the start of iteration 5: its checkpoint of iteration 3 survives.
-    proc = killed_at(5, *launch, *RUN, *workers, "train.seed=-1", f"train.output_dir={killed}", num_threads=threads)
+    # A run without a seed is killed at the start of iteration 3: its checkpoint of iteration 1 survives.
+    proc = killed_at(3, *launch, *RUN, *workers, "train.seed=-1", f"train.output_dir={killed}", num_threads=threads)
     assert proc.returncode != 0, proc.stdout[-2000:]
-    assert os.path.isfile(os.path.join(killed, "model_0000003.pth"))
+    assert os.path.isfile(os.path.join(killed, "model_0000001.pth"))
     assert not os.path.exists(os.path.join(killed, "model_final.pth"))
     seed = int(re.search(r"this run's seed is (\d+)", proc.stdout).group(1))
 
@@ -80,7 +82,7 @@ def test_sigkill_then_resume_ends_bitwise_equal_to_the_uninterrupted_run(tmp_pat
         *launch, "--resume", *RUN, *workers, "train.seed=-1", f"train.output_dir={killed}", num_threads=threads
     )
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert "Resuming at iteration 4" in proc.stdout and f"Resuming with the checkpoint's seed {seed}" in proc.stdout
+    assert "Resuming at iteration 2" in proc.stdout and f"Resuming with the checkpoint's seed {seed}" in proc.stdout
     # ... to the weights the uninterrupted run with that seed ends with.
     proc = run_train_net(
         *launch, *RUN, *workers, f"train.seed={seed}", f"train.output_dir={whole}", num_threads=threads
