@@ -159,7 +159,12 @@ OPTIONS = [
     *(
         Option(f"MODEL.VIT.{key}", None, default, meaning)
         for key, default, meaning in (
-            ("IMG_SIZE", 1024, "every input is padded to this square (pixels); the global blocks' position size"),
+            (
+                "IMG_SIZE",
+                1024,
+                "every input is padded to this square (pixels; INPUT.MAX_SIZE_TRAIN / _TEST must not exceed it); the "
+                "global blocks' position size",
+            ),
             ("PATCH_SIZE", 16, "patch side, in pixels (the ViT's one stride)"),
             ("EMBED_DIM", 768, "channels of every block"),
             ("DEPTH", 12, "blocks"),

@@ -4,14 +4,15 @@ A backbone that pads every image to a fixed square (ViTDet's simple feature pyra
 `padding_constraints["square_size"]`) cannot take a larger image: Detectron2's `ImageList` then pads by a negative
 amount, which crops the image without a word, and detections beyond the square are lost. The config's resizes say
 how large the images can get; a run whose training or test resize allows more than the square is refused before
-it starts, naming both keys.
+it starts, naming both keys (the message is `check_sides_fit_the_square`'s, which the yacs ViTDet builder also
+applies to INPUT.MAX_SIZE_*, for Detectron2's own DefaultPredictor and DefaultTrainer).
 """
 
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import detectron2.data.transforms as T
 
-from ..errors import ConfigValueError
+from ..modeling.backbones.vit import check_sides_fit_the_square
 
 __all__ = ["check_images_fit_the_square", "largest_side"]
 
@@ -47,12 +48,5 @@ def check_images_fit_the_square(model, square_key: str, sources: Sequence[Tuple[
     square = constraints.get("square_size", 0)
     if not square:
         return
-    for what, key, augmentations_of in sources:
-        side = largest_side(augmentations_of())
-        if side is not None and side > square:
-            raise ConfigValueError(
-                f"{key}: the {what} images can reach {side:g} px on their longer side, but the backbone pads every "
-                f"image to a {square} px square ({square_key}={square}) and Detectron2 crops what is larger without "
-                f"a warning: resize to at most {square} px (max_size / crop_size) or set {square_key} to at least "
-                f"{side:g}"
-            )
+    sides = ((what, key, largest_side(augmentations_of())) for what, key, augmentations_of in sources)
+    check_sides_fit_the_square(square, square_key, [(what, key, side) for what, key, side in sides if side is not None])

@@ -51,6 +51,24 @@ def test_yacs_vitdet_run_whose_training_resize_exceeds_the_square_names_the_yacs
 
 
 @vitdet_only
+def test_detectron2s_own_default_predictor_refuses_a_yacs_vitdet_test_size_beyond_the_square():
+    """Detectron2's DefaultPredictor (and DefaultTrainer, its tools) build the model through our yacs builder, which
+    refuses what would be cropped: the test size, and the TTA size when TTA is on."""
+    from detectron2.engine import DefaultPredictor
+
+    vit = ["MODEL.BACKBONE.NAME", "build_vitdet_backbone", "MODEL.VIT.EMBED_DIM", "32", "MODEL.VIT.NUM_HEADS", "2"]
+    vit += ["MODEL.VIT.DEPTH", "2", "MODEL.VIT.WINDOW_BLOCK_INDEXES", "[0]", "MODEL.VIT.IMG_SIZE", "256"]
+    path = os.path.join(ROOT, "configs/Shapes/cascade_rcnn_R_18_FPN.yaml")
+    DefaultPredictor(load_config(path, vit + ["MODEL.DEVICE", "cpu"]))  # the Shapes sizes (128) fit
+    cfg = load_config(path, vit + ["MODEL.DEVICE", "cpu", "INPUT.MAX_SIZE_TEST", "400"])
+    with pytest.raises(ConfigValueError, match=r"INPUT.MAX_SIZE_TEST: the test images can reach 400 px .*IMG_SIZE=256"):
+        DefaultPredictor(cfg)
+    cfg = load_config(path, vit + ["MODEL.DEVICE", "cpu", "TEST.AUG.ENABLED", "True", "TEST.AUG.MAX_SIZE", "300"])
+    with pytest.raises(ConfigValueError, match=r"TEST.AUG.MAX_SIZE: the TTA images can reach 300 px"):
+        DefaultPredictor(cfg)
+
+
+@vitdet_only
 def test_tta_sizes_beyond_the_square_are_refused_naming_the_tta_key():
     from ..test_convert_vitdet import RECIPE, tiny
 

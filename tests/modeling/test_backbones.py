@@ -208,6 +208,10 @@ def test_yacs_vitdet_defaults_build_the_vitdet_b_recipes_backbone():
     cfg = add_cascade_config(get_cfg())
     cfg.MODEL.BACKBONE.NAME = "build_vitdet_backbone"
     cfg.MODEL.VIT.update(EMBED_DIM=32, NUM_HEADS=2)
+    # Detectron2's yacs resize caps the longer side at 1333: larger than the square, so refused, naming the keys.
+    with pytest.raises(ConfigValueError, match=r"INPUT.MAX_SIZE_TRAIN: the train images can reach 1333 px .*1024"):
+        build_backbone(cfg, ShapeSpec(channels=3))
+    cfg.INPUT.update(MAX_SIZE_TRAIN=1024, MAX_SIZE_TEST=1024)  # as the recipe resizes
     ours = build_backbone(cfg, ShapeSpec(channels=3))
     recipe = load_config(f"{ROOT}/configs/COCO/cascade_mask_rcnn_vitdet_B_100ep.py").model.backbone
     recipe.net.update(embed_dim=32, num_heads=2)
@@ -258,5 +262,6 @@ def test_vit_frozen_blocks_take_no_gradient_and_drop_no_paths():
     cfg = add_cascade_config(get_cfg())
     cfg.MODEL.BACKBONE.NAME = "build_vitdet_backbone"
     cfg.MODEL.VIT.update(IMG_SIZE=64, EMBED_DIM=32, DEPTH=3, NUM_HEADS=2, WINDOW_BLOCK_INDEXES=[0], FROZEN_BLOCKS=1)
+    cfg.INPUT.update(MAX_SIZE_TRAIN=64, MAX_SIZE_TEST=64)
     yacs = build_backbone(cfg, ShapeSpec(channels=3)).net
     assert not any(p.requires_grad for p in yacs.blocks[0].parameters()) and yacs.blocks[1].norm1.weight.requires_grad

@@ -10,7 +10,7 @@ yacs: `MODEL.BACKBONE.NAME: build_vitdet_backbone` with `MODEL.VIT.*` (defaults:
 """
 
 from functools import partial
-from typing import Callable
+from typing import Callable, Iterable, Tuple
 
 import torch.nn as nn
 
@@ -25,6 +25,7 @@ from .fpn import backbone_arguments
 # Also ViT and SimpleFeaturePyramid (module __getattr__: Detectron2 main's, an ImportError on 0.6).
 __all__ = [
     "build_vit",
+    "check_sides_fit_the_square",
     "build_vitdet_backbone",
     "layer_norm",
     "vit_layer_decay",
@@ -102,12 +103,39 @@ def build_vit(frozen_blocks: int = -1, **vit_arguments) -> nn.Module:
     return net
 
 
+def check_sides_fit_the_square(square: int, square_key: str, sides: Iterable[Tuple[str, str, float]]) -> None:
+    """Refuse images that can be larger than the `square` (pixels) a backbone pads every image to: Detectron2's
+    `ImageList` then pads by a negative amount, which crops the image without a word, and detections beyond the
+    square are lost. `sides`: (what the images are, e.g. "test"; the config key of their resize; the longest side
+    it allows, in pixels)."""
+    for what, key, side in sides:
+        if side > square:
+            raise ConfigValueError(
+                f"{key}: the {what} images can reach {side:g} px on their longer side, but the backbone pads every "
+                f"image to a {square} px square ({square_key}={square}) and Detectron2 crops what is larger without "
+                f"a warning: resize to at most {square} px (max_size / crop_size) or set {square_key} to at least "
+                f"{side:g}"
+            )
+
+
 @BACKBONE_REGISTRY.register()
 def build_vitdet_backbone(cfg, input_shape: ShapeSpec):
     """ViT (`MODEL.VIT.*`) + ViTDet's simple feature pyramid (p2..p6, `MODEL.FPN.OUT_CHANNELS`, LN), every input
-    padded to a square of `MODEL.VIT.IMG_SIZE` (Detectron2 main only)."""
+    padded to a square of `MODEL.VIT.IMG_SIZE` (Detectron2 main only), which INPUT.MAX_SIZE_TRAIN / _TEST (and
+    TEST.AUG.MAX_SIZE with TTA) must not exceed."""
+    _detectron2_main("ViT")  # on Detectron2 0.6: the ImportError saying so, before any check of the config
     arguments = backbone_arguments(cfg, "VIT")
     image_size = arguments["img_size"]
+    # Here rather than only in cascade_det's runs, so that Detectron2's own DefaultPredictor, DefaultTrainer and
+    # tools, which build the model through this, refuse it too (Detectron2's ResizeShortestEdge caps the longer
+    # side at INPUT.MAX_SIZE_*; the yacs defaults, 1333, exceed ViTDet's 1024).
+    sides = [
+        ("train", "INPUT.MAX_SIZE_TRAIN", cfg.INPUT.MAX_SIZE_TRAIN),
+        ("test", "INPUT.MAX_SIZE_TEST", cfg.INPUT.MAX_SIZE_TEST),
+    ]
+    if cfg.TEST.AUG.ENABLED:
+        sides.append(("TTA", "TEST.AUG.MAX_SIZE", cfg.TEST.AUG.MAX_SIZE))
+    check_sides_fit_the_square(image_size, "MODEL.VIT.IMG_SIZE", sides)
     if image_size % arguments["patch_size"]:
         raise ConfigValueError(
             f"MODEL.VIT.IMG_SIZE={image_size} is not a multiple of MODEL.VIT.PATCH_SIZE={arguments['patch_size']}"
