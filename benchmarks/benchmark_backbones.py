@@ -26,6 +26,7 @@ import cascade_det  # noqa: F401
 from cascade_det.engine import load_config
 
 from detectron2.config import instantiate
+from detectron2.layers import ShapeSpec
 from detectron2.structures import BitMasks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,7 +34,7 @@ RECIPES = {
     "swin_T": "configs/COCO/cascade_mask_rcnn_swin_T_FPN_3x.py",
     "convnext_T": "configs/COCO/cascade_mask_rcnn_convnext_T_FPN_3x.py",
 }
-SMOKE_BACKBONES = {  # --smoke: the recipes' structure with tiny widths and depths (and few RoIs)
+SMOKE_BACKBONES = {  # --smoke: the recipes' structure with tiny widths and depths (and narrow heads, few RoIs)
     "swin_T": {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 2, 2]},
     "convnext_T": {"depths": [1, 1, 1, 1], "dims": [8, 16, 32, 64]},
 }
@@ -59,6 +60,11 @@ def build_model(recipe: str, use_checkpoint: bool, args):
         cfg.model.backbone.bottom_up.update(SMOKE_BACKBONES[recipe])
         cfg.model.roi_heads.batch_size_per_image = 32
         cfg.model.proposal_generator.update(pre_nms_topk=(200, 100), post_nms_topk=(32, 16))
+        for head, predictor in zip(cfg.model.roi_heads.box_heads, cfg.model.roi_heads.box_predictors):
+            head.update(conv_dims=[16] * 4, fc_dims=[32])  # the 4conv1fc structure, narrow
+            predictor.input_shape = ShapeSpec(channels=32)
+        for head in cfg.model.roi_heads.mask_head:
+            head.conv_dims = [16] * 5
     return instantiate(cfg.model).to(args.device)
 
 

@@ -9,8 +9,12 @@ LOSSES = {"loss_rpn_cls", "loss_rpn_loc"} | {f"loss_{k}_stage{t}" for k in ("cls
 
 
 def test_smoke_run_reports_both_frameworks_losses_and_roi_counts(tmp_path):
-    init = tmp_path / "init_mmdet.pth"
-    run_benchmark("mmdet_parity_end_to_end.py", "--mmdet-worker", "--init-only", str(init), "--work-dir", str(tmp_path))
+    import argparse
+
+    import mmdet_parity_end_to_end
+
+    init = tmp_path / "init_mmdet.pth"  # MMDetection's initial weights, as the end-to-end parity's worker writes them
+    mmdet_parity_end_to_end.mmdet_worker(argparse.Namespace(init_only=str(init), work_dir=str(tmp_path), iters=1))
     path = tmp_path / "sampling.json"
     out = run_benchmark(
         "mmdet_parity_sampling.py", "--checkpoint", str(init), "--batches", "2", "--draws", "2", "--json", str(path)

@@ -103,8 +103,8 @@ def test_eval_only_reproduces_the_training_evaluation(trained):
 
 def test_new_run_refuses_to_overwrite_a_previous_run_and_resume_continues_it(trained):
     out, _ = trained
-    proc = run_train_net("--config-file", LAZY, f"train.output_dir={out}", "train.max_iter=6", *TINY)
-    assert proc.returncode != 0 and "already holds a training run" in proc.stdout and "--resume" in proc.stdout
+    error = refusal("--config-file", LAZY, f"train.output_dir={out}", "train.max_iter=6", *TINY)
+    assert "already holds a training run" in error and "--resume" in error
     proc = run_train_net(
         "--config-file",
         LAZY,

@@ -1,6 +1,7 @@
 """Exact resume: a run killed with SIGKILL after a checkpoint and resumed with --resume ends with the same weights,
 bit for bit, as the run that was never interrupted; with data-loader workers, for 1 process and for 2 (gloo)."""
 
+import concurrent.futures
 import os
 import re
 import subprocess
@@ -42,6 +43,12 @@ def killed_at(iteration, *args, num_threads=THREADS):
     )
 
 
+def run_together(*runs, num_threads):
+    """train_net.py with each argument list, all started at once; their CompletedProcess-like results, in order."""
+    with concurrent.futures.ThreadPoolExecutor(len(runs)) as pool:
+        return list(pool.map(lambda args: run_train_net(*args, num_threads=num_threads), runs))
+
+
 def final_weights(folder):
     return torch.load(os.path.join(folder, "model_final.pth"), weights_only=False)["model"]
 
@@ -77,15 +84,15 @@ def test_sigkill_then_resume_ends_bitwise_equal_to_the_uninterrupted_run(tmp_pat
     assert not os.path.exists(os.path.join(killed, "model_final.pth"))
     seed = int(re.search(r"this run's seed is (\d+)", proc.stdout).group(1))
 
-    # --resume continues it (with the seed it chose, saved in its checkpoint) ...
-    proc = run_train_net(
-        *launch, "--resume", *RUN, *workers, "train.seed=-1", f"train.output_dir={killed}", num_threads=threads
+    # --resume continues it (with the seed it chose, saved in its checkpoint) to the weights the uninterrupted run
+    # with that seed ends with (the two run at once: each is mostly process start-up).
+    resumed, uninterrupted = run_together(
+        [*launch, "--resume", *RUN, *workers, "train.seed=-1", f"train.output_dir={killed}"],
+        [*launch, *RUN, *workers, f"train.seed={seed}", f"train.output_dir={whole}"],
+        num_threads=threads,
     )
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    assert "Resuming at iteration 2" in proc.stdout and f"Resuming with the checkpoint's seed {seed}" in proc.stdout
-    # ... to the weights the uninterrupted run with that seed ends with.
-    proc = run_train_net(
-        *launch, *RUN, *workers, f"train.seed={seed}", f"train.output_dir={whole}", num_threads=threads
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    assert "Resuming at iteration 2" in resumed.stdout
+    assert f"Resuming with the checkpoint's seed {seed}" in resumed.stdout
+    assert uninterrupted.returncode == 0, uninterrupted.stdout[-3000:]
     assert_bitwise_equal(final_weights(killed), final_weights(whole))
