@@ -145,6 +145,25 @@ def run_train_net(*args, **kwargs):
     return run_python(os.path.join(ROOT, "train_net.py"), *args, **kwargs)
 
 
+def run_together(commands, envs, timeout=600):
+    """Start the processes at once (as a cluster would, or to overlap their start-up), wait for all, reading their
+    output as it comes (a full pipe would stall a process); returns their (returncode, output), in order."""
+    import concurrent.futures
+    import subprocess
+
+    procs = [
+        subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for cmd, env in zip(commands, envs)
+    ]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(procs)) as pool:
+            outputs = list(pool.map(lambda p: p.communicate(timeout=timeout)[0], procs))
+        return [(p.returncode, output) for p, output in zip(procs, outputs)]
+    finally:
+        for p in procs:
+            p.kill()
+
+
 def run_python(*args, timeout=600, num_threads=THREADS):
     """Run `python ARGS` in the repository root as a user would; returns the CompletedProcess (stdout+stderr in
     .stdout)."""

@@ -48,5 +48,6 @@ def check_images_fit_the_square(model, square_key: str, sources: Sequence[Tuple[
     square = constraints.get("square_size", 0)
     if not square:
         return
-    sides = ((what, key, largest_side(augmentations_of())) for what, key, augmentations_of in sources)
-    check_sides_fit_the_square(square, square_key, [(what, key, side) for what, key, side in sides if side is not None])
+    check_sides_fit_the_square(
+        square, square_key, ((what, key, largest_side(augmentations_of())) for what, key, augmentations_of in sources)
+    )

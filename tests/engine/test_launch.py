@@ -3,10 +3,9 @@ SLURM's variables set by hand; each process joins as one rank and the run trains
 
 import os
 import socket
-import subprocess
 import sys
 
-from ..conftest import ROOT, TWO_ITERATIONS
+from ..conftest import ROOT, TWO_ITERATIONS, run_together
 
 RUN = [*TWO_ITERATIONS, "dataloader.test.dataset.names=[]"]
 TRAIN_NET = os.path.join(ROOT, "train_net.py")
@@ -16,19 +15,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def run_together(commands, envs, timeout=300):
-    """Start the processes at once (as a cluster would), wait for all; returns their (returncode, output)."""
-    procs = [
-        subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for cmd, env in zip(commands, envs)
-    ]
-    try:
-        return [(p.wait(timeout=timeout), p.stdout.read()) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
 
 
 def base_env():

@@ -1,7 +1,6 @@
 """Exact resume: a run killed with SIGKILL after a checkpoint and resumed with --resume ends with the same weights,
 bit for bit, as the run that was never interrupted; with data-loader workers, for 1 process and for 2 (gloo)."""
 
-import concurrent.futures
 import os
 import re
 import subprocess
@@ -10,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from ..conftest import ROOT, TEST_DEVICE, THREADS, run_train_net
+from ..conftest import ROOT, TEST_DEVICE, THREADS, run_together
 
 KILL = os.path.join(os.path.dirname(__file__), "kill_at.py")
 # 4 iterations at batch 2 with loader workers, checkpoints after iterations 1 and 3; no evaluation; few proposals
@@ -41,12 +40,6 @@ def killed_at(iteration, *args, num_threads=THREADS):
         text=True,
         timeout=600,
     )
-
-
-def run_together(*runs, num_threads):
-    """train_net.py with each argument list, all started at once; their CompletedProcess-like results, in order."""
-    with concurrent.futures.ThreadPoolExecutor(len(runs)) as pool:
-        return list(pool.map(lambda args: run_train_net(*args, num_threads=num_threads), runs))
 
 
 def final_weights(folder):
@@ -86,13 +79,15 @@ def test_sigkill_then_resume_ends_bitwise_equal_to_the_uninterrupted_run(tmp_pat
 
     # --resume continues it (with the seed it chose, saved in its checkpoint) to the weights the uninterrupted run
     # with that seed ends with (the two run at once: each is mostly process start-up).
-    resumed, uninterrupted = run_together(
-        [*launch, "--resume", *RUN, *workers, "train.seed=-1", f"train.output_dir={killed}"],
-        [*launch, *RUN, *workers, f"train.seed={seed}", f"train.output_dir={whole}"],
-        num_threads=threads,
+    train_net = [sys.executable, os.path.join(ROOT, "train_net.py"), *launch]
+    (code, resumed), (whole_code, uninterrupted) = run_together(
+        [
+            [*train_net, "--resume", *RUN, *workers, "train.seed=-1", f"train.output_dir={killed}"],
+            [*train_net, *RUN, *workers, f"train.seed={seed}", f"train.output_dir={whole}"],
+        ],
+        [dict(os.environ, OMP_NUM_THREADS=str(threads))] * 2,
     )
-    assert resumed.returncode == 0, resumed.stdout[-3000:]
-    assert "Resuming at iteration 2" in resumed.stdout
-    assert f"Resuming with the checkpoint's seed {seed}" in resumed.stdout
-    assert uninterrupted.returncode == 0, uninterrupted.stdout[-3000:]
+    assert code == 0, resumed[-3000:]
+    assert "Resuming at iteration 2" in resumed and f"Resuming with the checkpoint's seed {seed}" in resumed
+    assert whole_code == 0, uninterrupted[-3000:]
     assert_bitwise_equal(final_weights(killed), final_weights(whole))

@@ -10,7 +10,7 @@ yacs: `MODEL.BACKBONE.NAME: build_vitdet_backbone` with `MODEL.VIT.*` (defaults:
 """
 
 from functools import partial
-from typing import Callable, Iterable, Tuple
+from typing import Callable, Iterable, Optional, Tuple
 
 import torch.nn as nn
 
@@ -93,23 +93,22 @@ def build_vit(frozen_blocks: int = -1, **vit_arguments) -> nn.Module:
         )
     if frozen_blocks < 0:
         return net
-    frozen = [net.patch_embed, *net.blocks[:frozen_blocks]]
+    net.patch_embed.requires_grad_(False)
     if net.pos_embed is not None:
         net.pos_embed.requires_grad_(False)
-    for module in frozen:
-        module.requires_grad_(False)
     for block in net.blocks[:frozen_blocks]:
+        block.requires_grad_(False)
         block.drop_path = nn.Identity()
     return net
 
 
-def check_sides_fit_the_square(square: int, square_key: str, sides: Iterable[Tuple[str, str, float]]) -> None:
+def check_sides_fit_the_square(square: int, square_key: str, sides: Iterable[Tuple[str, str, Optional[float]]]) -> None:
     """Refuse images that can be larger than the `square` (pixels) a backbone pads every image to: Detectron2's
     `ImageList` then pads by a negative amount, which crops the image without a word, and detections beyond the
     square are lost. `sides`: (what the images are, e.g. "test"; the config key of their resize; the longest side
-    it allows, in pixels)."""
+    it allows, in pixels, or None where the resize does not bound it: left alone)."""
     for what, key, side in sides:
-        if side > square:
+        if side is not None and side > square:
             raise ConfigValueError(
                 f"{key}: the {what} images can reach {side:g} px on their longer side, but the backbone pads every "
                 f"image to a {square} px square ({square_key}={square}) and Detectron2 crops what is larger without "
